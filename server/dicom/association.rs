@@ -1,0 +1,375 @@
+//! One association, from the accepted A-ASSOCIATE to release or abort: reassembles command sets,
+//! streams data sets into the ingest pipeline and answers each request with its Message ID.
+//! Generic over the stream, so plain TCP and TLS share it.
+
+use std::net::SocketAddr;
+
+use dicom_ul::association::Association;
+use dicom_ul::association::server::AsyncServerAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{debug, info, warn};
+
+use super::dimse::{self, Command, command, status};
+use super::syntaxes;
+use crate::index::StoreOutcome;
+use crate::ingest::{Ingest, IngestError, InspectError, Part10Header, Spool};
+
+/// Largest command set we reassemble; real ones are a few hundred bytes.
+const MAX_COMMAND_SET: usize = 64 * 1024;
+
+/// What the association handler needs from the server.
+pub struct Services {
+    pub ingest: Ingest,
+    pub accept_unknown_sop_classes: bool,
+}
+
+/// Where we are in the current DIMSE message.
+enum State {
+    /// Waiting for (more of) a command set.
+    Command(Vec<u8>),
+    /// Receiving the data set of a C-STORE into the spool (or discarding it after a failure,
+    /// with the status to answer).
+    StoreData {
+        request: Command,
+        context_id: u8,
+        spool: Result<Box<Spool>, (u16, String)>,
+    },
+    /// Discarding the data set of a request we do not serve.
+    SkipData { request: Command, context_id: u8 },
+}
+
+/// Why an association ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AssociationError {
+    #[error("network: {0}")]
+    Network(#[from] dicom_ul::association::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+pub struct Handler<'a, S> {
+    association: AsyncServerAssociation<S>,
+    services: &'a Services,
+    peer: SocketAddr,
+}
+
+impl<'a, S> Handler<'a, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    pub fn new(
+        association: AsyncServerAssociation<S>,
+        services: &'a Services,
+        peer: SocketAddr,
+    ) -> Self {
+        Handler {
+            association,
+            services,
+            peer,
+        }
+    }
+
+    /// Serves the association until it is released or aborted.
+    pub async fn run(mut self) -> Result<(), AssociationError> {
+        let mut state = State::Command(Vec::new());
+        loop {
+            let pdu = self.association.receive().await?;
+            match pdu {
+                Pdu::PData { data } => {
+                    for pdv in data {
+                        state = match self.on_pdv(state, pdv).await {
+                            Ok(next) => next,
+                            Err(e) => {
+                                let _ = self.association.abort().await;
+                                return Err(e);
+                            }
+                        };
+                    }
+                }
+                Pdu::ReleaseRQ => {
+                    self.association.send(&Pdu::ReleaseRP).await?;
+                    debug!(peer = %self.peer, "association released");
+                    return Ok(());
+                }
+                Pdu::AbortRQ { source } => {
+                    info!(peer = %self.peer, ?source, "association aborted by peer");
+                    return Ok(());
+                }
+                other => {
+                    let _ = self.association.abort().await;
+                    return Err(AssociationError::Protocol(format!(
+                        "unexpected PDU {}",
+                        pdu_name(&other)
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn on_pdv(&mut self, state: State, pdv: PDataValue) -> Result<State, AssociationError> {
+        match (state, pdv.value_type) {
+            (State::Command(mut buffer), PDataValueType::Command) => {
+                if buffer.len() + pdv.data.len() > MAX_COMMAND_SET {
+                    return Err(AssociationError::Protocol("command set too large".into()));
+                }
+                buffer.extend_from_slice(&pdv.data);
+                if !pdv.is_last {
+                    return Ok(State::Command(buffer));
+                }
+                let request =
+                    dimse::parse(&buffer).map_err(|e| AssociationError::Protocol(e.to_string()))?;
+                self.on_command(request, pdv.presentation_context_id).await
+            }
+            (
+                State::StoreData {
+                    request,
+                    context_id,
+                    spool,
+                },
+                PDataValueType::Data,
+            ) => {
+                let spool = match spool {
+                    Ok(mut spool) => match spool.write(&pdv.data).await {
+                        Ok(()) => Ok(spool),
+                        Err(e) => {
+                            warn!(peer = %self.peer, error = %e, "spooling failed");
+                            Err((
+                                status::OUT_OF_RESOURCES,
+                                "cannot spool the data set".to_string(),
+                            ))
+                        }
+                    },
+                    failed => failed,
+                };
+                if !pdv.is_last {
+                    return Ok(State::StoreData {
+                        request,
+                        context_id,
+                        spool,
+                    });
+                }
+                self.finish_store(request, context_id, spool).await?;
+                Ok(State::Command(Vec::new()))
+            }
+            (
+                State::SkipData {
+                    request,
+                    context_id,
+                },
+                PDataValueType::Data,
+            ) => {
+                if !pdv.is_last {
+                    return Ok(State::SkipData {
+                        request,
+                        context_id,
+                    });
+                }
+                self.respond(
+                    &request,
+                    context_id,
+                    status::UNRECOGNIZED_OPERATION,
+                    Some("operation not supported"),
+                )
+                .await?;
+                Ok(State::Command(Vec::new()))
+            }
+            (_, value_type) => Err(AssociationError::Protocol(format!(
+                "{value_type:?} fragment out of sequence"
+            ))),
+        }
+    }
+
+    async fn on_command(
+        &mut self,
+        request: Command,
+        context_id: u8,
+    ) -> Result<State, AssociationError> {
+        let Some((abstract_syntax, transfer_syntax)) = self.accepted_context(context_id) else {
+            return Err(AssociationError::Protocol(format!(
+                "presentation context {context_id} was not accepted"
+            )));
+        };
+        match request.field {
+            command::C_ECHO_RQ if !request.has_data_set => {
+                debug!(peer = %self.peer, message_id = request.message_id, "C-ECHO");
+                self.respond(&request, context_id, status::SUCCESS, None)
+                    .await?;
+                Ok(State::Command(Vec::new()))
+            }
+            command::C_STORE_RQ if request.has_data_set => {
+                let spool = self
+                    .begin_store(&request, &abstract_syntax, &transfer_syntax)
+                    .await;
+                Ok(State::StoreData {
+                    request,
+                    context_id,
+                    spool,
+                })
+            }
+            command::C_CANCEL_RQ => Ok(State::Command(Vec::new())),
+            field if field & command::RESPONSE_BIT != 0 => {
+                warn!(peer = %self.peer, field, "ignoring a response sent to us");
+                Ok(if request.has_data_set {
+                    State::SkipData {
+                        request,
+                        context_id,
+                    }
+                } else {
+                    State::Command(Vec::new())
+                })
+            }
+            field => {
+                warn!(peer = %self.peer, field = format!("{field:#06x}"), "unsupported DIMSE command");
+                if request.has_data_set {
+                    Ok(State::SkipData {
+                        request,
+                        context_id,
+                    })
+                } else {
+                    self.respond(
+                        &request,
+                        context_id,
+                        status::UNRECOGNIZED_OPERATION,
+                        Some("operation not supported"),
+                    )
+                    .await?;
+                    Ok(State::Command(Vec::new()))
+                }
+            }
+        }
+    }
+
+    /// Opens the spool for a C-STORE, or decides the failure status to answer once the data
+    /// set has been read off the wire.
+    async fn begin_store(
+        &self,
+        request: &Command,
+        abstract_syntax: &str,
+        transfer_syntax: &str,
+    ) -> Result<Box<Spool>, (u16, String)> {
+        if request.sop_instance_uid.is_empty() {
+            return Err((
+                status::CANNOT_UNDERSTAND,
+                "no Affected SOP Instance UID".into(),
+            ));
+        }
+        let sop_class = if request.sop_class_uid.is_empty() {
+            abstract_syntax
+        } else {
+            &request.sop_class_uid
+        };
+        if !self.services.accept_unknown_sop_classes
+            && !syntaxes::is_standard_storage_class(sop_class)
+        {
+            return Err((
+                status::SOP_CLASS_NOT_SUPPORTED,
+                format!("SOP class {sop_class} not accepted"),
+            ));
+        }
+        let header = Part10Header {
+            sop_class_uid: sop_class.to_string(),
+            sop_instance_uid: request.sop_instance_uid.clone(),
+            transfer_syntax_uid: transfer_syntax.to_string(),
+            source_aet: Some(self.association.peer_ae_title().to_string()),
+        };
+        self.services
+            .ingest
+            .begin(&header)
+            .await
+            .map(Box::new)
+            .map_err(|e| {
+                warn!(peer = %self.peer, error = %e, "cannot start spooling");
+                (status::OUT_OF_RESOURCES, "cannot spool the data set".into())
+            })
+    }
+
+    async fn finish_store(
+        &mut self,
+        request: Command,
+        context_id: u8,
+        spool: Result<Box<Spool>, (u16, String)>,
+    ) -> Result<(), AssociationError> {
+        let sop_uid = request.sop_instance_uid.clone();
+        let (code, comment) = match spool {
+            Err((code, comment)) => (code, Some(comment)),
+            Ok(spool) => {
+                let calling = self.association.peer_ae_title().to_string();
+                match self
+                    .services
+                    .ingest
+                    .finish(*spool, Some(sop_uid.clone()), &calling)
+                    .await
+                {
+                    Ok(received) => {
+                        let duplicate = received.outcome == StoreOutcome::AlreadyStored;
+                        info!(peer = %self.peer, calling_aet = %calling, sop_instance_uid = %sop_uid,
+                            instance = %received.ids.instance, bytes = received.size, duplicate, "stored");
+                        (status::SUCCESS, None)
+                    }
+                    Err(e) => {
+                        let code = store_failure_status(&e);
+                        warn!(peer = %self.peer, calling_aet = %calling, sop_instance_uid = %sop_uid,
+                            status = format!("{code:#06x}"), error = %e, "C-STORE failed");
+                        (code, Some(e.to_string()))
+                    }
+                }
+            }
+        };
+        self.respond(&request, context_id, code, comment.as_deref())
+            .await
+    }
+
+    async fn respond(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+        code: u16,
+        comment: Option<&str>,
+    ) -> Result<(), AssociationError> {
+        let data = dimse::response(request, code, comment);
+        self.association
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context_id,
+                    value_type: PDataValueType::Command,
+                    is_last: true,
+                    data,
+                }],
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn accepted_context(&self, id: u8) -> Option<(String, String)> {
+        self.association
+            .presentation_contexts()
+            .iter()
+            .find(|pc| pc.id == id && pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| (pc.abstract_syntax.clone(), pc.transfer_syntax.clone()))
+    }
+}
+
+/// The DIMSE status for a failed ingest: the sender's fault or ours.
+fn store_failure_status(error: &IngestError) -> u16 {
+    match error {
+        IngestError::Invalid(InspectError::UidMismatch { .. }) => status::DATA_SET_MISMATCH,
+        IngestError::Invalid(_) => status::CANNOT_UNDERSTAND,
+        IngestError::Spool(_) | IngestError::Storage(_) | IngestError::Index(_) => {
+            status::OUT_OF_RESOURCES
+        }
+    }
+}
+
+fn pdu_name(pdu: &Pdu) -> &'static str {
+    match pdu {
+        Pdu::Unknown { .. } => "unknown",
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+    }
+}

@@ -1,0 +1,192 @@
+//! The DIMSE command set: parsing requests and building responses (dicom-ul has no DIMSE
+//! layer). Command sets are always Implicit VR Little Endian.
+
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+
+/// Command Field values (PS3.7 E.1).
+pub mod command {
+    pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_ECHO_RQ: u16 = 0x0030;
+    pub const C_CANCEL_RQ: u16 = 0x0FFF;
+    /// Responses have this bit set.
+    pub const RESPONSE_BIT: u16 = 0x8000;
+}
+
+/// Status codes we answer with (PS3.4 B.2.3, PS3.7 C).
+pub mod status {
+    pub const SUCCESS: u16 = 0x0000;
+    /// Refused: out of resources — our storage or index failed.
+    pub const OUT_OF_RESOURCES: u16 = 0xA700;
+    /// Error: data set does not match SOP class (or announced instance).
+    pub const DATA_SET_MISMATCH: u16 = 0xA900;
+    /// Error: cannot understand — the data set could not be parsed.
+    pub const CANNOT_UNDERSTAND: u16 = 0xC000;
+    /// Refused: SOP class not supported.
+    pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+    /// Unrecognized operation: a command we do not provide.
+    pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+}
+
+/// Command Data Set Type value meaning "no data set follows".
+const NO_DATA_SET: u16 = 0x0101;
+
+/// The parts of a request command set we act on.
+#[derive(Debug, Clone, Default)]
+pub struct Command {
+    pub field: u16,
+    pub message_id: u16,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub has_data_set: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DimseError {
+    #[error("malformed command set: {0}")]
+    Malformed(String),
+    #[error("command set has no {0}")]
+    Missing(&'static str),
+}
+
+fn uint(object: &InMemDicomObject, tag: Tag) -> Option<u16> {
+    object.get(tag)?.to_int::<u16>().ok()
+}
+
+fn uid(object: &InMemDicomObject, tag: Tag) -> String {
+    object
+        .get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default()
+}
+
+/// Parses a complete command set.
+pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
+    let object = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| DimseError::Malformed(e.to_string()))?;
+    let field = uint(&object, tags::COMMAND_FIELD).ok_or(DimseError::Missing("Command Field"))?;
+    let data_set_type = uint(&object, tags::COMMAND_DATA_SET_TYPE)
+        .ok_or(DimseError::Missing("Command Data Set Type"))?;
+    // Requests carry a Message ID; C-CANCEL refers to one instead.
+    let message_id = uint(&object, tags::MESSAGE_ID)
+        .or_else(|| uint(&object, tags::MESSAGE_ID_BEING_RESPONDED_TO))
+        .ok_or(DimseError::Missing("Message ID"))?;
+    Ok(Command {
+        field,
+        message_id,
+        sop_class_uid: uid(&object, tags::AFFECTED_SOP_CLASS_UID),
+        sop_instance_uid: uid(&object, tags::AFFECTED_SOP_INSTANCE_UID),
+        has_data_set: data_set_type != NO_DATA_SET,
+    })
+}
+
+/// Builds the response to `request` with `status`. An error comment (at most 64 characters)
+/// tells the peer what went wrong.
+pub fn response(request: &Command, status: u16, comment: Option<&str>) -> Vec<u8> {
+    let mut object = InMemDicomObject::new_empty();
+    if !request.sop_class_uid.is_empty() {
+        object.put(DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(even_uid(&request.sop_class_uid)),
+        ));
+    }
+    object.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(request.field | command::RESPONSE_BIT),
+    ));
+    object.put(DataElement::new(
+        tags::MESSAGE_ID_BEING_RESPONDED_TO,
+        VR::US,
+        PrimitiveValue::from(request.message_id),
+    ));
+    object.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(NO_DATA_SET),
+    ));
+    object.put(DataElement::new(
+        tags::STATUS,
+        VR::US,
+        PrimitiveValue::from(status),
+    ));
+    if !request.sop_instance_uid.is_empty() {
+        object.put(DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(even_uid(&request.sop_instance_uid)),
+        ));
+    }
+    if let Some(comment) = comment {
+        let mut text: String = comment
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(64)
+            .collect();
+        if text.len() % 2 == 1 {
+            text.push(' ');
+        }
+        object.put(DataElement::new(
+            tags::ERROR_COMMENT,
+            VR::LO,
+            PrimitiveValue::from(text),
+        ));
+    }
+    let mut body = Vec::with_capacity(256);
+    object
+        .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("writing a command set to memory cannot fail");
+    // Command Group Length (0000,0000) UL comes first and counts every byte after it.
+    let mut bytes = Vec::with_capacity(body.len() + 12);
+    bytes.extend_from_slice(&[0, 0, 0, 0, 4, 0, 0, 0]);
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// UIDs are padded to even length with a NUL.
+fn even_uid(uid: &str) -> String {
+    let mut uid = uid.to_string();
+    if uid.len() % 2 == 1 {
+        uid.push('\0');
+    }
+    uid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_round_trips_and_answers_the_message_id() {
+        let request = Command {
+            field: command::C_STORE_RQ,
+            message_id: 77,
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            sop_instance_uid: "1.2.3".into(),
+            has_data_set: true,
+        };
+        let bytes = response(&request, status::CANNOT_UNDERSTAND, Some("bad"));
+        let length = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        assert_eq!(length, bytes.len() - 12);
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.field, 0x8001);
+        assert_eq!(parsed.message_id, 77);
+        assert_eq!(parsed.sop_instance_uid, "1.2.3");
+        assert!(!parsed.has_data_set);
+        let object =
+            InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .unwrap();
+        assert_eq!(uint(&object, tags::STATUS), Some(0xC000));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse(&[1, 2, 3]).is_err());
+        assert!(parse(&[]).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Opening the index: backend choice by URL scheme, connection set-up and migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+use super::{Index, IndexError};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which SQL database holds the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, IndexError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(IndexError::UnsupportedUrl(url.into()))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    /// SQLite must take its write lock when the transaction starts: a deferred transaction
+    /// that upgrades later fails with `SQLITE_BUSY` instead of waiting.
+    pub(super) fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Reads an instance's blob key before replacing it, with a row lock on PostgreSQL
+    /// (SQLite's write transaction locks the whole database already).
+    pub(super) fn select_blob_for_update(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT blob_key FROM instances WHERE id = $1",
+            Backend::Postgres => "SELECT blob_key FROM instances WHERE id = $1 FOR UPDATE",
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+impl Index {
+    /// Connects to the index at `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Index, IndexError> {
+        let index = Self::connect(url).await?;
+        index.migrate().await?;
+        Ok(index)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect(url: &str) -> Result<Index, IndexError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url(url)?;
+                let options = AnyConnectOptions::from_str(&url)?;
+                let pool = sqlite_pool(8).connect_with(options.clone()).await?;
+                let writer = sqlite_pool(1).connect_with(options).await?;
+                Ok(Index {
+                    backend,
+                    pool,
+                    writer,
+                })
+            }
+            Backend::Postgres => {
+                let options = AnyConnectOptions::from_str(url)?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Ok(Index {
+                    backend,
+                    writer: pool.clone(),
+                    pool,
+                })
+            }
+        }
+    }
+
+    /// Applies pending migrations. Safe to run from several servers at once: sqlx takes a
+    /// database lock around them.
+    pub async fn migrate(&self) -> Result<(), IndexError> {
+        self.backend.migrator().run(&self.writer).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Creates the database file (and its folder) if missing.
+fn sqlite_url(url: &str) -> Result<String, IndexError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| IndexError::Database(sqlx::Error::Io(e)))?;
+    }
+    let query = if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        query.to_string()
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn sqlite_pool(size: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers work while the writer commits; synchronous=FULL makes each
+                // commit durable before we acknowledge the instance.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}

@@ -1,0 +1,156 @@
+//! The ingest pipeline, shared by C-STORE and (later) REST upload: spool the part-10 file,
+//! check and parse it, put it in the blob store, then index it. An instance counts as received
+//! only when all of that succeeded.
+
+pub mod inspect;
+pub mod main_tags;
+mod spool;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::config::OverwritePolicy;
+use crate::ids::ResourceIds;
+use crate::index::{Index, IndexError, NewInstance, StoreOutcome};
+use crate::storage::{BlobStore, StorageError};
+
+pub use inspect::InspectError;
+pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The sender's data is at fault: not a valid or complete data set.
+    #[error(transparent)]
+    Invalid(#[from] InspectError),
+    /// Our side failed: the spool folder, the blob store or the index.
+    #[error("spooling failed: {0}")]
+    Spool(#[source] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// The result of a successful ingest.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub ids: ResourceIds,
+    pub outcome: StoreOutcome,
+    pub size: u64,
+}
+
+/// The pipeline and what it writes to.
+pub struct Ingest {
+    blobs: Arc<dyn BlobStore>,
+    index: Index,
+    spool_dir: PathBuf,
+    policy: OverwritePolicy,
+}
+
+impl Ingest {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        index: Index,
+        spool_dir: PathBuf,
+        policy: OverwritePolicy,
+    ) -> Self {
+        Ingest {
+            blobs,
+            index,
+            spool_dir,
+            policy,
+        }
+    }
+
+    /// Starts receiving an instance announced by a DIMSE command.
+    pub async fn begin(&self, header: &Part10Header) -> Result<Spool, IngestError> {
+        Spool::create(&self.spool_dir, header)
+            .await
+            .map_err(IngestError::Spool)
+    }
+
+    /// Completes an instance whose bytes are all in `spool`. `expected_sop_instance_uid` is the
+    /// UID the command announced; the data set must carry the same.
+    pub async fn finish(
+        &self,
+        spool: Spool,
+        expected_sop_instance_uid: Option<String>,
+        remote_aet: &str,
+    ) -> Result<Received, IngestError> {
+        let file = spool.finish().await.map_err(IngestError::Spool)?;
+        let path = file.path.to_path_buf();
+        let inspected = tokio::task::spawn_blocking(move || {
+            inspect::inspect(&path, expected_sop_instance_uid.as_deref())
+        })
+        .await
+        .map_err(|e| IngestError::Spool(std::io::Error::other(e)))??;
+
+        let tags = &inspected.tags;
+        let ids = ResourceIds::derive(
+            tags.patient.get("PatientID"),
+            tags.study.get("StudyInstanceUID"),
+            tags.series.get("SeriesInstanceUID"),
+            &inspected.sop_instance_uid,
+        );
+        // Every write gets a fresh key: a second copy never overwrites the blob the index
+        // points at, even when two servers receive the same instance at once.
+        let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
+        self.blobs
+            .put_file(&blob_key, &file.path, file.size)
+            .await?;
+
+        let new = NewInstance {
+            ids: ids.clone(),
+            patient: inspected.tags.patient,
+            study: inspected.tags.study,
+            series: inspected.tags.series,
+            instance: inspected.tags.instance,
+            sop_instance_uid: inspected.sop_instance_uid,
+            sop_class_uid: inspected.sop_class_uid,
+            transfer_syntax_uid: inspected.transfer_syntax_uid,
+            blob_key: blob_key.clone(),
+            file_size: file.size,
+            sha256: file.sha256,
+            remote_aet: remote_aet.trim().to_string(),
+            received_at: now_orthanc(),
+        };
+        let outcome = match self.index.store_instance(&new, self.policy).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Not indexed, so not received: the blob must not linger.
+                self.delete_quietly(&blob_key).await;
+                return Err(e.into());
+            }
+        };
+        match &outcome {
+            StoreOutcome::Stored => {}
+            StoreOutcome::AlreadyStored => self.delete_quietly(&blob_key).await,
+            StoreOutcome::Replaced { old_blob_key } => self.delete_quietly(old_blob_key).await,
+        }
+        Ok(Received {
+            ids,
+            outcome,
+            size: file.size,
+        })
+    }
+
+    /// Removes a blob nothing points at. A failure only leaves an orphan file behind, which is
+    /// logged; it never makes an acknowledged instance unreadable.
+    async fn delete_quietly(&self, key: &str) {
+        if let Err(e) = self.blobs.delete(key).await {
+            tracing::warn!(blob = key, error = %e, "could not delete an unused blob");
+        }
+    }
+}
+
+/// Now in UTC as `YYYYMMDDTHHMMSS`, Orthanc's date format.
+pub fn now_orthanc() -> String {
+    OffsetDateTime::now_utc()
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]"
+        ))
+        .expect("a fixed format always formats")
+}

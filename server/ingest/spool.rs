@@ -1,0 +1,114 @@
+//! Spooling an incoming instance to a local part-10 file while it arrives.
+//!
+//! The file is preamble + `DICM` + a meta group built from what the sender told us + the
+//! data-set bytes exactly as received. Memory use is one write buffer, whatever the size.
+
+use std::path::{Path, PathBuf};
+
+use dicom_object::meta::FileMetaTableBuilder;
+use sha2::{Digest, Sha256};
+use tempfile::TempPath;
+use tokio::io::{AsyncWriteExt, BufWriter};
+
+/// Our implementation class UID (a 2.25 UUID-derived root) and version name, written in the
+/// meta group of every file we create.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.226488917438066215131463410127935117322";
+pub const IMPLEMENTATION_VERSION_NAME: &str = "ORTHWEB_0_1";
+
+/// What the file meta group records about an incoming instance.
+#[derive(Debug, Clone)]
+pub struct Part10Header {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax_uid: String,
+    /// Calling AE title of the sender, if it came over DICOM.
+    pub source_aet: Option<String>,
+}
+
+/// A part-10 file being written. Dropping it removes the file.
+pub struct Spool {
+    writer: BufWriter<tokio::fs::File>,
+    path: TempPath,
+    hasher: Sha256,
+    size: u64,
+}
+
+/// A spooled file, complete on disk.
+pub struct SpooledFile {
+    pub path: TempPath,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Spool {
+    /// Creates the file in `dir` and writes its header.
+    pub async fn create(dir: &Path, header: &Part10Header) -> std::io::Result<Spool> {
+        let meta = build_meta(header)?;
+        let mut head = vec![0u8; 128];
+        head.extend_from_slice(b"DICM");
+        meta.write(&mut head).map_err(std::io::Error::other)?;
+        Self::create_raw(dir, &head).await
+    }
+
+    /// Creates the file in `dir`, starting with `head` as is.
+    pub async fn create_raw(dir: &Path, head: &[u8]) -> std::io::Result<Spool> {
+        let dir = dir.to_path_buf();
+        let named = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix("in-")
+                .suffix(".dcm")
+                .tempfile_in(dir)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let (file, path) = named.into_parts();
+        let mut spool = Spool {
+            writer: BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file)),
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        spool.write(head).await?;
+        Ok(spool)
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.writer.write_all(bytes).await
+    }
+
+    /// Flushes and closes the file (without fsync: the blob store decides about durability).
+    pub async fn finish(mut self) -> std::io::Result<SpooledFile> {
+        self.writer.flush().await?;
+        let file = self.writer.into_inner();
+        drop(file);
+        Ok(SpooledFile {
+            path: self.path,
+            size: self.size,
+            sha256: hex::encode(self.hasher.finalize()),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path.to_path_buf()
+    }
+}
+
+fn build_meta(header: &Part10Header) -> std::io::Result<dicom_object::FileMetaTable> {
+    let mut builder = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(header.sop_class_uid.trim_end_matches(['\0', ' ']))
+        .media_storage_sop_instance_uid(header.sop_instance_uid.trim_end_matches(['\0', ' ']))
+        .transfer_syntax(header.transfer_syntax_uid.trim_end_matches(['\0', ' ']))
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
+    if let Some(aet) = header
+        .source_aet
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        builder = builder.source_application_entity_title(aet);
+    }
+    builder.build().map_err(std::io::Error::other)
+}

@@ -1,0 +1,14 @@
+//! Orthweb: a DICOM archive. Receives instances over DICOM, keeps them as part-10 files in a
+//! blob store with an SQL index, and serves them over HTTP.
+//!
+//! See `docs/ARCHITECTURE.md` for how the modules fit together.
+
+pub mod app;
+pub mod config;
+pub mod dicom;
+pub mod http;
+pub mod ids;
+pub mod index;
+pub mod ingest;
+pub mod storage;
+pub mod telemetry;

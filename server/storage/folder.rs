@@ -1,0 +1,101 @@
+//! Blob store in a local folder: `<root>/<k0k1>/<k2k3>/<key>`, written by rename so that a blob
+//! is either whole or absent.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::{BlobReader, BlobStore, StorageError};
+
+pub struct FolderStore {
+    root: PathBuf,
+}
+
+impl FolderStore {
+    pub async fn open(root: &Path) -> Result<Self, StorageError> {
+        tokio::fs::create_dir_all(root).await?;
+        Ok(FolderStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Two levels of fan-out keep directories small with millions of blobs.
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        let valid = key.len() >= 4
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            && !key.starts_with('.');
+        if !valid {
+            return Err(StorageError::NotFound(key.into()));
+        }
+        Ok(self.root.join(&key[0..2]).join(&key[2..4]).join(key))
+    }
+}
+
+/// fsync of a directory, so that a rename into it survives a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl BlobStore for FolderStore {
+    async fn put_file(&self, key: &str, local: &Path, _size: u64) -> Result<(), StorageError> {
+        let target = self.path_of(key)?;
+        let local = local.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = target.parent().expect("blob paths have a parent");
+            let created = !dir.exists();
+            std::fs::create_dir_all(dir)?;
+            std::fs::File::open(&local)?.sync_all()?;
+            // The spool folder is on the same file system (both live in the data folder),
+            // so this is an atomic rename, not a copy.
+            std::fs::rename(&local, &target)?;
+            sync_dir(dir)?;
+            if created {
+                // New fan-out folders must be durable too, up to the root.
+                sync_dir(dir.parent().expect("fan-out has a parent"))?;
+                sync_dir(dir.parent().and_then(Path::parent).expect("root"))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound(key.into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        Ok((Box::pin(file), size))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let meta = tokio::fs::metadata(&self.root).await?;
+        if !meta.is_dir() {
+            return Err(
+                std::io::Error::other(format!("{} is not a folder", self.root.display())).into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("folder {}", self.root.display())
+    }
+}

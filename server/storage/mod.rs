@@ -1,0 +1,64 @@
+//! The blob store: where each instance's part-10 file is kept.
+//!
+//! One contract, two implementations chosen once at start-up by URL scheme: a local folder
+//! (`file:///dir`) and S3 (`s3://bucket/prefix`).
+
+mod folder;
+mod s3;
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+pub use folder::FolderStore;
+pub use s3::{S3Options, S3Store};
+
+/// A stream over a stored blob.
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("unsupported storage URL {0:?}: use file:///DIR or s3://BUCKET/PREFIX")]
+    UnsupportedUrl(String),
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("blob store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("S3 request failed: {0}")]
+    S3(String),
+}
+
+/// The contract every blob store fulfils.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Takes the finished local file at `local` and stores it under `key`. When this returns
+    /// `Ok`, the blob is durable (fsynced, or the S3 PUT completed). The local file is consumed:
+    /// moved into place or deleted.
+    async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError>;
+    /// Opens a stored blob for reading, with its size.
+    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError>;
+    /// Removes a blob; removing a missing blob is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Checks that the store answers (for readiness probes and start-up).
+    async fn ping(&self) -> Result<(), StorageError>;
+    /// A short description for logs and `/system`, without secrets.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store named by `url`.
+pub async fn open(url: &str, s3: S3Options) -> Result<Arc<dyn BlobStore>, StorageError> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(Arc::new(FolderStore::open(Path::new(path)).await?));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StorageError::UnsupportedUrl(url.into()));
+        }
+        return Ok(Arc::new(S3Store::connect(bucket, prefix, s3).await?));
+    }
+    Err(StorageError::UnsupportedUrl(url.into()))
+}

@@ -1,0 +1,247 @@
+//! Blob store in an S3 bucket (or any S3-compatible server): `<prefix>/<key>`.
+//!
+//! Credentials and region come from the standard AWS chain (environment, profile, EC2 instance
+//! role); `AWS_ENDPOINT_URL` points the client at an S3-compatible server.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+use super::{BlobReader, BlobStore, StorageError};
+
+/// S3 settings beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// "" (bucket default), "AES256" or "aws:kms".
+    pub sse: String,
+    pub kms_key_id: String,
+    /// Objects above this size are uploaded in parts of this size.
+    pub multipart_bytes: u64,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers.
+    pub path_style: bool,
+}
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    options: S3Options,
+}
+
+fn s3_error(e: impl std::error::Error) -> StorageError {
+    StorageError::S3(DisplayErrorContext(e).to_string())
+}
+
+impl S3Store {
+    pub async fn connect(
+        bucket: &str,
+        prefix: &str,
+        options: S3Options,
+    ) -> Result<Self, StorageError> {
+        // rustls with ring: the same crypto the rest of the server uses, and no C toolchain
+        // beyond what ring needs.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .load()
+            .await;
+        let config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(options.path_style)
+            .build();
+        Ok(S3Store {
+            client: Client::from_conf(config),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            options,
+        })
+    }
+
+    fn object_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+
+    fn sse(&self) -> Option<ServerSideEncryption> {
+        (!self.options.sse.is_empty())
+            .then(|| ServerSideEncryption::from(self.options.sse.as_str()))
+    }
+
+    fn kms_key(&self) -> Option<String> {
+        (!self.options.kms_key_id.is_empty()).then(|| self.options.kms_key_id.clone())
+    }
+
+    async fn put_single(&self, object: &str, local: &Path) -> Result<(), StorageError> {
+        let body = ByteStream::from_path(local).await.map_err(s3_error)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(object)
+            .content_type("application/dicom")
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key())
+            .body(body)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// Uploads in parts read straight from the file, so memory stays at one part at most.
+    async fn put_multipart(
+        &self,
+        object: &str,
+        local: &Path,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .content_type("application/dicom")
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key())
+            .send()
+            .await
+            .map_err(s3_error)?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| StorageError::S3("no upload id in CreateMultipartUpload".into()))?
+            .to_string();
+        let result = self.upload_parts(object, &upload_id, local, size).await;
+        if result.is_err() {
+            // Leave no half upload behind (it would be billed until a lifecycle rule ends it).
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(object)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        object: &str,
+        upload_id: &str,
+        local: &Path,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let part_size = self.options.multipart_bytes.max(5 * 1024 * 1024);
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let mut number = 1i32;
+        while offset < size {
+            let length = part_size.min(size - offset);
+            let body = ByteStream::read_from()
+                .path(local)
+                .offset(offset)
+                .length(Length::Exact(length))
+                .build()
+                .await
+                .map_err(s3_error)?;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(object)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(body)
+                .send()
+                .await
+                .map_err(s3_error)?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build(),
+            );
+            offset += length;
+            number += 1;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(object)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError> {
+        let object = self.object_key(key);
+        let result = if size > self.options.multipart_bytes {
+            self.put_multipart(&object, local, size).await
+        } else {
+            self.put_single(&object, local).await
+        };
+        // The spooled copy is no longer needed, whatever the outcome.
+        let _ = tokio::fs::remove_file(local).await;
+        result
+    }
+
+    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_no_such_key() => StorageError::NotFound(key.into()),
+                _ => s3_error(e),
+            })?;
+        let size = output.content_length().unwrap_or(0).max(0) as u64;
+        Ok((Box::pin(output.body.into_async_read()), size))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+}
