@@ -1,0 +1,42 @@
+//! Shared integration-test kit: real PostgreSQL, real S3 (s3s-fs), DICOM test data and dcmtk wrappers.
+//!
+//! Use from an integration test with `mod common;`. Every test binary only uses part of the kit,
+//! hence the blanket `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod dcmtk;
+pub mod dicomgen;
+pub mod pg;
+pub mod s3;
+pub mod scu;
+pub mod server;
+
+/// True when running under CI, where a missing external tool must fail the test instead of skipping it.
+pub fn is_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(false)
+}
+
+/// Look an executable up in `PATH` (we avoid a `which` dependency).
+pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// A missing external prerequisite: panics under CI (tests must fail there), otherwise prints a skip line.
+/// Returns `false` so callers can `return` early.
+pub fn missing(what: &str) -> bool {
+    if is_ci() {
+        panic!("CI=true but {what}; install it (the test kit never skips under CI)");
+    }
+    eprintln!("skipping: {what}");
+    false
+}
