@@ -292,7 +292,11 @@ where
     ) -> Result<(), AssociationError> {
         let sop_uid = request.sop_instance_uid.clone();
         let (code, comment) = match spool {
-            Err((code, comment)) => (code, Some(comment)),
+            Err((code, comment)) => {
+                warn!(peer = %self.peer, sop_instance_uid = %sop_uid, status = format!("{code:#06x}"),
+                    reason = %comment, "C-STORE refused");
+                (code, Some(comment))
+            }
             Ok(spool) => {
                 let calling = self.association.peer_ae_title().to_string();
                 match self

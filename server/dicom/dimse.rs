@@ -65,6 +65,7 @@ fn uid(object: &InMemDicomObject, tag: Tag) -> String {
 
 /// Parses a complete command set.
 pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
+    check_lengths(bytes)?;
     let object = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| DimseError::Malformed(e.to_string()))?;
     let field = uint(&object, tags::COMMAND_FIELD).ok_or(DimseError::Missing("Command Field"))?;
@@ -81,6 +82,24 @@ pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
         sop_instance_uid: uid(&object, tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: data_set_type != NO_DATA_SET,
     })
+}
+
+/// Checks that every element fits in the bytes we have before handing them to the parser,
+/// which would otherwise reserve whatever length a header claims (gigabytes, from 12 bytes).
+/// Command sets are flat (no sequences), so a linear walk over Implicit VR LE headers is enough.
+fn check_lengths(bytes: &[u8]) -> Result<(), DimseError> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let header: [u8; 8] = rest
+            .get(..8)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| DimseError::Malformed("truncated element header".into()))?;
+        let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        rest = rest[8..].get(length..).ok_or_else(|| {
+            DimseError::Malformed(format!("element length {length} exceeds the command set"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Builds the response to `request` with `status`. An error comment (at most 64 characters)
@@ -188,5 +207,7 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(parse(&[1, 2, 3]).is_err());
         assert!(parse(&[]).is_err());
+        // An element claiming 1 GiB must be refused before anything is allocated for it.
+        assert!(parse(&[0x08, 0, 0x01, 0, 0, 0, 0, 0x40]).is_err());
     }
 }

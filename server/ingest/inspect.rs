@@ -49,15 +49,16 @@ pub fn inspect(
     path: &Path,
     expected_sop_instance_uid: Option<&str>,
 ) -> Result<Inspected, InspectError> {
+    // The structure check comes first: it only skips values, while the parser below reserves
+    // whatever length an element header claims. Once every length is known to fit in the
+    // file, parsing costs at most the file's own size.
+    let (data_offset, ts_uid) = read_meta(path)?;
+    check_complete(path, data_offset, &ts_uid)?;
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| InspectError::Malformed(e.to_string()))?;
     let meta = object.meta();
-    let ts_uid = trim(meta.transfer_syntax()).to_string();
-    // Group length, preamble and magic: where the data set starts.
-    let data_offset = 128 + 4 + 12 + u64::from(meta.information_group_length);
-    check_complete(path, data_offset, &ts_uid)?;
 
     let dataset: &InMemDicomObject = &object;
     let sop_instance_uid = required(dataset, tags::SOP_INSTANCE_UID, "SOP Instance UID")?;
@@ -79,6 +80,49 @@ pub fn inspect(
         sop_instance_uid,
         transfer_syntax_uid: ts_uid,
     })
+}
+
+/// Where the data set starts (after preamble, magic and meta group) and its transfer syntax.
+fn read_meta(path: &Path) -> Result<(u64, String), InspectError> {
+    let mut file = BufReader::new(std::fs::File::open(path)?);
+    file.seek(SeekFrom::Start(128))?;
+    let meta = dicom_object::FileMetaTable::from_reader(&mut file)
+        .map_err(|e| InspectError::Malformed(format!("file meta group: {e}")))?;
+    // Preamble, magic, the group length element itself, then the group.
+    let offset = 128 + 4 + 12 + u64::from(meta.information_group_length);
+    Ok((offset, trim(meta.transfer_syntax()).to_string()))
+}
+
+/// Whether the deflate stream after `offset` reaches its end marker. An inflater reading a
+/// stream cut short just stops, so a data set missing its last bytes would otherwise look
+/// whole when the cut falls between elements.
+fn deflate_stream_ends(path: &Path, offset: u64) -> Result<bool, InspectError> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut inflater = Decompress::new(false);
+    let mut input = vec![0u8; 64 * 1024];
+    let mut output = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut input)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut consumed = 0;
+        while consumed < n {
+            let before = inflater.total_in();
+            let status = inflater
+                .decompress(&input[consumed..n], &mut output, FlushDecompress::None)
+                .map_err(|e| InspectError::Malformed(format!("deflate: {e}")))?;
+            consumed += (inflater.total_in() - before) as usize;
+            if status == Status::StreamEnd {
+                return Ok(true);
+            }
+            if status == Status::BufError && inflater.total_in() == before {
+                break; // needs more input
+            }
+        }
+    }
 }
 
 fn trim(uid: &str) -> &str {
@@ -153,7 +197,10 @@ fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<(), Ins
             Ok(header) => header,
             Err(_) if produced.get() == before => {
                 // Nothing more to read at an element boundary: the end of the data set.
-                return if open_containers == 0 {
+                let deflated = matches!(ts.codec(), Codec::Dataset(Some(_)));
+                let whole =
+                    open_containers == 0 && (!deflated || deflate_stream_ends(path, data_offset)?);
+                return if whole {
                     Ok(())
                 } else {
                     Err(InspectError::Truncated(data_offset + before))
