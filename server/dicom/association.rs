@@ -198,6 +198,7 @@ where
                 Ok(State::Command(Vec::new()))
             }
             command::C_STORE_RQ if request.has_data_set => {
+                debug!(message_id = request.message_id, "C-STORE-RQ");
                 let spool = self
                     .begin_store(&request, &abstract_syntax, &transfer_syntax)
                     .await;

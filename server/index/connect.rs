@@ -7,6 +7,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+use super::write::Committer;
 use super::{Index, IndexError};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -81,10 +82,12 @@ impl Index {
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
+                let committer = Committer::start(writer.clone(), backend);
                 Ok(Index {
                     backend,
                     pool,
                     writer,
+                    committer,
                 })
             }
             Backend::Postgres => {
@@ -94,10 +97,12 @@ impl Index {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?;
+                let committer = Committer::start(pool.clone(), backend);
                 Ok(Index {
                     backend,
                     writer: pool.clone(),
                     pool,
+                    committer,
                 })
             }
         }

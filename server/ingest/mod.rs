@@ -80,6 +80,7 @@ impl Ingest {
         expected_sop_instance_uid: Option<String>,
         remote_aet: &str,
     ) -> Result<Received, IngestError> {
+        let started = std::time::Instant::now();
         let file = spool.finish().await.map_err(IngestError::Spool)?;
         let path = file.path.to_path_buf();
         let inspected = tokio::task::spawn_blocking(move || {
@@ -98,9 +99,11 @@ impl Ingest {
         // Every write gets a fresh key: a second copy never overwrites the blob the index
         // points at, even when two servers receive the same instance at once.
         let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
+        let inspected_at = started.elapsed();
         self.blobs
             .put_file(&blob_key, &file.path, file.size)
             .await?;
+        let stored_at = started.elapsed();
 
         let new = NewInstance {
             ids: ids.clone(),
@@ -117,7 +120,7 @@ impl Ingest {
             remote_aet: remote_aet.trim().to_string(),
             received_at: now_orthanc(),
         };
-        let outcome = match self.index.store_instance(&new, self.policy).await {
+        let outcome = match self.index.store_instance(new, self.policy).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // Not indexed, so not received: the blob must not linger.
@@ -125,6 +128,12 @@ impl Ingest {
                 return Err(e.into());
             }
         };
+        tracing::debug!(
+            inspect_us = inspected_at.as_micros() as u64,
+            blob_us = (stored_at - inspected_at).as_micros() as u64,
+            index_us = (started.elapsed() - stored_at).as_micros() as u64,
+            "ingest timings"
+        );
         match &outcome {
             StoreOutcome::Stored => {}
             StoreOutcome::AlreadyStored => self.delete_quietly(&blob_key).await,

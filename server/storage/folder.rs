@@ -47,7 +47,7 @@ impl BlobStore for FolderStore {
             let dir = target.parent().expect("blob paths have a parent");
             let created = !dir.exists();
             std::fs::create_dir_all(dir)?;
-            std::fs::File::open(&local)?.sync_all()?;
+            std::fs::File::open(&local)?.sync_data()?;
             // The spool folder is on the same file system (both live in the data folder),
             // so this is an atomic rename, not a copy.
             std::fs::rename(&local, &target)?;

@@ -1,0 +1,209 @@
+//! The write path of the index, with group commit: callers hand their instance to one task,
+//! which writes everything waiting in a single transaction. With many associations storing at
+//! once, one commit (one fsync) then serves many instances; with one, it costs nothing extra.
+
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Backend, IndexError, NewInstance, StoreOutcome};
+use crate::config::OverwritePolicy;
+
+/// Most instances committed together.
+const MAX_BATCH: usize = 64;
+
+struct Job {
+    new: NewInstance,
+    policy: OverwritePolicy,
+    reply: oneshot::Sender<Result<StoreOutcome, IndexError>>,
+}
+
+/// The handle callers use; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the commit task on the current runtime.
+    pub(super) fn start(writer: AnyPool, backend: Backend) -> Committer {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(commit_loop(writer, backend, queue));
+        Committer { jobs }
+    }
+
+    pub(super) async fn store(
+        &self,
+        new: NewInstance,
+        policy: OverwritePolicy,
+    ) -> Result<StoreOutcome, IndexError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { new, policy, reply })
+            .await
+            .map_err(|_| IndexError::WriterStopped)?;
+        answer.await.map_err(|_| IndexError::WriterStopped)?
+    }
+}
+
+async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // One order for every batch of every server, so that two batches on PostgreSQL never
+        // wait on each other's rows in opposite orders (a deadlock).
+        jobs.sort_by(|a, b| {
+            let (a, b) = (&a.new.ids, &b.new.ids);
+            (&a.patient, &a.study, &a.series, &a.instance).cmp(&(
+                &b.patient,
+                &b.study,
+                &b.series,
+                &b.instance,
+            ))
+        });
+        match write_batch(&writer, backend, &jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(_) if jobs.len() > 1 => {
+                // Something in the batch failed: retry one by one, so that each caller gets
+                // its own answer and one bad row cannot fail the others.
+                for job in jobs {
+                    let result = write_batch(&writer, backend, std::slice::from_ref(&job))
+                        .await
+                        .map(|mut outcomes| outcomes.remove(0));
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                if let Some(job) = jobs.pop() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    writer: &AnyPool,
+    backend: Backend,
+    jobs: &[Job],
+) -> Result<Vec<StoreOutcome>, IndexError> {
+    let mut tx = writer.begin_with(backend.begin_write()).await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(write_one(&mut tx, backend, &job.new, job.policy).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Writes one instance and its ancestors inside `tx`, parents first.
+async fn write_one(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    new: &NewInstance,
+    policy: OverwritePolicy,
+) -> Result<StoreOutcome, IndexError> {
+    sqlx::query(
+        "INSERT INTO patients (id, patient_id, patient_name, birth_date, sex, main_tags, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.ids.patient)
+    .bind(new.patient.get("PatientID"))
+    .bind(new.patient.get("PatientName"))
+    .bind(new.patient.get("PatientBirthDate"))
+    .bind(new.patient.get("PatientSex"))
+    .bind(new.patient.to_json())
+    .bind(&new.received_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO studies (id, patient, study_uid, study_date, accession_number, description, main_tags, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.ids.study)
+    .bind(&new.ids.patient)
+    .bind(new.study.get("StudyInstanceUID"))
+    .bind(new.study.get("StudyDate"))
+    .bind(new.study.get("AccessionNumber"))
+    .bind(new.study.get("StudyDescription"))
+    .bind(new.study.to_json())
+    .bind(&new.received_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO series (id, study, series_uid, modality, series_number, main_tags, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.ids.series)
+    .bind(&new.ids.study)
+    .bind(new.series.get("SeriesInstanceUID"))
+    .bind(new.series.get("Modality"))
+    .bind(new.series.get("SeriesNumber"))
+    .bind(new.series.to_json())
+    .bind(&new.received_at)
+    .execute(&mut **tx)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid, instance_number,
+             transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&new.ids.instance)
+    .bind(&new.ids.series)
+    .bind(&new.sop_instance_uid)
+    .bind(&new.sop_class_uid)
+    .bind(new.instance.get("InstanceNumber"))
+    .bind(&new.transfer_syntax_uid)
+    .bind(&new.blob_key)
+    .bind(new.file_size as i64)
+    .bind(&new.sha256)
+    .bind(&new.remote_aet)
+    .bind(new.instance.to_json())
+    .bind(&new.received_at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(StoreOutcome::Stored);
+    }
+    match policy {
+        // The instance row is untouched and its ancestors already existed: nothing to undo.
+        OverwritePolicy::Never => Ok(StoreOutcome::AlreadyStored),
+        OverwritePolicy::Always => {
+            let old = sqlx::query(backend.select_blob_for_update())
+                .bind(&new.ids.instance)
+                .fetch_one(&mut **tx)
+                .await?;
+            let old_key: String = old.try_get("blob_key")?;
+            sqlx::query(
+                "UPDATE instances SET sop_class_uid = $2, instance_number = $3, transfer_syntax_uid = $4,
+                     blob_key = $5, file_size = $6, sha256 = $7, remote_aet = $8, main_tags = $9, received_at = $10
+                 WHERE id = $1",
+            )
+            .bind(&new.ids.instance)
+            .bind(&new.sop_class_uid)
+            .bind(new.instance.get("InstanceNumber"))
+            .bind(&new.transfer_syntax_uid)
+            .bind(&new.blob_key)
+            .bind(new.file_size as i64)
+            .bind(&new.sha256)
+            .bind(&new.remote_aet)
+            .bind(new.instance.to_json())
+            .bind(&new.received_at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(StoreOutcome::Replaced {
+                old_blob_key: old_key,
+            })
+        }
+    }
+}
