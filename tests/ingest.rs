@@ -365,3 +365,60 @@ async fn two_servers_index_each_instance_once() {
 async fn count(pool: &AnyPool, sql: &'static str) -> i64 {
     sqlx::query(sql).fetch_one(pool).await.unwrap().get("n")
 }
+
+/// With `overwrite = "always"`, a second copy replaces the first: one row, pointing at the new
+/// file, and the old blob gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn overwrite_always_replaces_the_stored_copy() {
+    if !dcmtk::require_tool("storescu") || !dcmtk::require_tool("dcmodify") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let server = Server::start(
+        &data,
+        ServerConfig::default().env("ORTHWEB_OVERWRITE", "always"),
+    );
+    let mut spec = Spec::new(42);
+    spec.series.clear();
+    spec.add_series("CT", 1, 16, 16, 1, Depth::U12);
+    let instance = spec.write(&work.path().join("one")).unwrap().remove(0);
+    let files = [&instance.path];
+    let send = || dcmtk::storescu("127.0.0.1", server.dicom_port, "ORTHWEB", &files, &[]);
+    assert!(send().await.status.success());
+    let edited = std::process::Command::new("dcmodify")
+        .args(["-nb", "-i", "(0020,4000)=second copy"])
+        .arg(&instance.path)
+        .status()
+        .unwrap();
+    assert!(edited.success());
+    assert!(send().await.status.success());
+
+    let backend = Backend::folder(&data);
+    let pool = backend.pool().await;
+    let rows = sqlx::query("SELECT blob_key FROM instances")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let stored = (backend.blob_path)(&rows[0].get::<String, _>("blob_key"));
+    assert!(
+        dicomgen::dataset_bytes(&stored).unwrap()
+            == dicomgen::dataset_bytes(&instance.path).unwrap()
+    );
+    let blobs = walk_files(&data.join("blobs"));
+    assert_eq!(blobs, vec![stored], "the first copy's blob is deleted");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -151,27 +151,10 @@ async fn write_one(
     .bind(&new.received_at)
     .execute(&mut **tx)
     .await?;
-    let inserted = sqlx::query(
-        "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid, instance_number,
-             transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&new.ids.instance)
-    .bind(&new.ids.series)
-    .bind(&new.sop_instance_uid)
-    .bind(&new.sop_class_uid)
-    .bind(new.instance.get("InstanceNumber"))
-    .bind(&new.transfer_syntax_uid)
-    .bind(&new.blob_key)
-    .bind(new.file_size as i64)
-    .bind(&new.sha256)
-    .bind(&new.remote_aet)
-    .bind(new.instance.to_json())
-    .bind(&new.received_at)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let inserted = bind_instance(sqlx::query(INSERT_INSTANCE), new)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if inserted == 1 {
         return Ok(StoreOutcome::Stored);
     }
@@ -179,31 +162,49 @@ async fn write_one(
         // The instance row is untouched and its ancestors already existed: nothing to undo.
         OverwritePolicy::Never => Ok(StoreOutcome::AlreadyStored),
         OverwritePolicy::Always => {
-            let old = sqlx::query(backend.select_blob_for_update())
+            let old_blob_key: String = sqlx::query(backend.select_blob_for_update())
                 .bind(&new.ids.instance)
                 .fetch_one(&mut **tx)
+                .await?
+                .try_get("blob_key")?;
+            bind_instance(sqlx::query(REPLACE_INSTANCE), new)
+                .execute(&mut **tx)
                 .await?;
-            let old_key: String = old.try_get("blob_key")?;
-            sqlx::query(
-                "UPDATE instances SET sop_class_uid = $2, instance_number = $3, transfer_syntax_uid = $4,
-                     blob_key = $5, file_size = $6, sha256 = $7, remote_aet = $8, main_tags = $9, received_at = $10
-                 WHERE id = $1",
-            )
-            .bind(&new.ids.instance)
-            .bind(&new.sop_class_uid)
-            .bind(new.instance.get("InstanceNumber"))
-            .bind(&new.transfer_syntax_uid)
-            .bind(&new.blob_key)
-            .bind(new.file_size as i64)
-            .bind(&new.sha256)
-            .bind(&new.remote_aet)
-            .bind(new.instance.to_json())
-            .bind(&new.received_at)
-            .execute(&mut **tx)
-            .await?;
-            Ok(StoreOutcome::Replaced {
-                old_blob_key: old_key,
-            })
+            Ok(StoreOutcome::Replaced { old_blob_key })
         }
     }
+}
+
+const INSERT_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid,
+        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (id) DO NOTHING";
+
+/// The same row, replacing a stored copy (overwrite policy `always`).
+const REPLACE_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid,
+        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (id) DO UPDATE SET sop_class_uid = excluded.sop_class_uid,
+        instance_number = excluded.instance_number, transfer_syntax_uid = excluded.transfer_syntax_uid,
+        blob_key = excluded.blob_key, file_size = excluded.file_size, sha256 = excluded.sha256,
+        remote_aet = excluded.remote_aet, main_tags = excluded.main_tags, received_at = excluded.received_at";
+
+/// Binds the twelve columns of an instance row, in the order of `INSERT_INSTANCE`.
+fn bind_instance<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    new: &'q NewInstance,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    query
+        .bind(&new.ids.instance)
+        .bind(&new.ids.series)
+        .bind(&new.sop_instance_uid)
+        .bind(&new.sop_class_uid)
+        .bind(new.instance.get("InstanceNumber"))
+        .bind(&new.transfer_syntax_uid)
+        .bind(&new.blob_key)
+        .bind(new.file_size as i64)
+        .bind(&new.sha256)
+        .bind(&new.remote_aet)
+        .bind(new.instance.to_json())
+        .bind(&new.received_at)
 }
