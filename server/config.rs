@@ -231,6 +231,22 @@ mod tests {
         });
     }
 
+    /// The sample file documents every key with its default: loading it changes nothing.
+    #[test]
+    fn sample_config_lists_the_defaults() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("orthweb.sample.toml");
+        let loaded: Settings = Figment::from(Toml::file_exact(&sample)).extract().unwrap();
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), defaults);
+        let keys = defaults.as_object().unwrap().len();
+        let text = std::fs::read_to_string(&sample).unwrap();
+        let documented = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(" = "))
+            .count();
+        assert_eq!(documented, keys, "every key appears once in the sample");
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(

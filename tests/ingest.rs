@@ -422,3 +422,45 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// Every transfer syntax a modality may send is accepted as offered (one presentation context
+/// per syntax), compressed ones included, so files are kept in the syntax they came in.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_transfer_syntax_is_accepted_as_offered() {
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start(&work.path().join("data"), ServerConfig::default());
+    let syntaxes: Vec<&'static str> = vec![
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.203",
+        "1.2.840.10008.1.2.5",
+        "1.2.840.10008.1.2.4.100",
+        "1.2.840.10008.1.2.4.102",
+    ];
+    let port = server.dicom_port;
+    let proposed = syntaxes.clone();
+    let accepted = common::scu::blocking(move || {
+        let contexts: Vec<(&str, &[&str])> = proposed
+            .iter()
+            .map(|ts| (dicomgen_class(), std::slice::from_ref(ts)))
+            .collect();
+        let scu =
+            common::scu::Scu::connect(port, "TESTSCU", "ORTHWEB", &contexts).expect("associates");
+        let accepted = scu.accepted_transfer_syntaxes();
+        let _ = scu.release();
+        accepted
+    })
+    .await;
+    assert_eq!(accepted, syntaxes);
+}

@@ -105,6 +105,16 @@ impl Scu {
         .expect("association accepted")
     }
 
+    /// The transfer syntaxes of the accepted presentation contexts, in proposal order.
+    pub fn accepted_transfer_syntaxes(&self) -> Vec<String> {
+        self.association
+            .presentation_contexts()
+            .iter()
+            .filter(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
+            .map(|pc| pc.transfer_syntax.trim_end_matches('\0').to_string())
+            .collect()
+    }
+
     /// The id of the accepted presentation context for `abstract_syntax`.
     pub fn context_id(&self, abstract_syntax: &str) -> u8 {
         self.association
