@@ -65,7 +65,14 @@ async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receive
                 &b.instance,
             ))
         });
-        match write_batch(&writer, backend, &jobs).await {
+        let started = std::time::Instant::now();
+        let result = write_batch(&writer, backend, &jobs).await;
+        tracing::debug!(
+            batch = jobs.len(),
+            commit_us = started.elapsed().as_micros() as u64,
+            "index commit"
+        );
+        match result {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));

@@ -83,11 +83,14 @@ impl Ingest {
         let started = std::time::Instant::now();
         let file = spool.finish().await.map_err(IngestError::Spool)?;
         let path = file.path.to_path_buf();
-        let inspected = tokio::task::spawn_blocking(move || {
+        let inspection = tokio::task::spawn_blocking(move || {
             inspect::inspect(&path, expected_sop_instance_uid.as_deref())
-        })
-        .await
-        .map_err(|e| IngestError::Spool(std::io::Error::other(e)))??;
+        });
+        // The store's own preparation (the fsync, for a folder) runs while the file is
+        // inspected: both only read it.
+        let (inspected, prepared) = tokio::join!(inspection, self.blobs.prepare(&file.path));
+        let inspected = inspected.map_err(|e| IngestError::Spool(std::io::Error::other(e)))??;
+        prepared?;
 
         let tags = &inspected.tags;
         let ids = ResourceIds::derive(

@@ -40,6 +40,14 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FolderStore {
+    async fn prepare(&self, local: &Path) -> Result<(), StorageError> {
+        let local = local.to_path_buf();
+        tokio::task::spawn_blocking(move || std::fs::File::open(&local)?.sync_data())
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
     async fn put_file(&self, key: &str, local: &Path, _size: u64) -> Result<(), StorageError> {
         let target = self.path_of(key)?;
         let local = local.to_path_buf();
@@ -47,6 +55,7 @@ impl BlobStore for FolderStore {
             let dir = target.parent().expect("blob paths have a parent");
             let created = !dir.exists();
             std::fs::create_dir_all(dir)?;
+            // Usually done by `prepare` already, then this returns at once.
             std::fs::File::open(&local)?.sync_data()?;
             // The spool folder is on the same file system (both live in the data folder),
             // so this is an atomic rename, not a copy.

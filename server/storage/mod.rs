@@ -34,6 +34,11 @@ pub enum StorageError {
 /// The contract every blob store fulfils.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
+    /// Work on a finished local file that can start before its key is known and while it is
+    /// still being read (a folder store makes it durable here). Optional.
+    async fn prepare(&self, _local: &Path) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Takes the finished local file at `local` and stores it under `key`. When this returns
     /// `Ok`, the blob is durable (fsynced, or the S3 PUT completed). The local file is consumed:
     /// moved into place or deleted.
