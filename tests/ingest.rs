@@ -27,7 +27,7 @@ impl Backend {
         let root = data_dir.join("blobs");
         Backend {
             index_url: format!("sqlite://{}", data_dir.join("index.sqlite").display()),
-            blob_path: Box::new(move |key| root.join(&key[0..2]).join(&key[2..4]).join(key)),
+            blob_path: Box::new(move |key| root.join(&key[0..3]).join(key)),
         }
     }
 

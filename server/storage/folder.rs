@@ -1,5 +1,10 @@
-//! Blob store in a local folder: `<root>/<k0k1>/<k2k3>/<key>`, written by rename so that a blob
+//! Blob store in a local folder: `<root>/<k0k1k2>/<key>`, written by rename so that a blob
 //! is either whole or absent.
+//!
+//! The 4096 fan-out folders (keys start with a hex digit triple) are created once, when the
+//! store opens: creating them on demand would cost a `mkdir` and two more fsyncs on the path
+//! of most acknowledgements while the archive is young. 4096 folders keep each one small (a few
+//! thousand files at ten million instances).
 
 use std::path::{Path, PathBuf};
 
@@ -13,13 +18,28 @@ pub struct FolderStore {
 
 impl FolderStore {
     pub async fn open(root: &Path) -> Result<Self, StorageError> {
-        tokio::fs::create_dir_all(root).await?;
-        Ok(FolderStore {
-            root: root.to_path_buf(),
+        let root = root.to_path_buf();
+        let store_root = root.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&root)?;
+            let mut created = false;
+            for n in 0..4096 {
+                let dir = root.join(format!("{n:03x}"));
+                if !dir.is_dir() {
+                    std::fs::create_dir(&dir)?;
+                    created = true;
+                }
+            }
+            if created {
+                sync_dir(&root)?;
+            }
+            Ok(())
         })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(FolderStore { root: store_root })
     }
 
-    /// Two levels of fan-out keep directories small with millions of blobs.
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
         let valid = key.len() >= 4
             && key
@@ -29,7 +49,7 @@ impl FolderStore {
         if !valid {
             return Err(StorageError::NotFound(key.into()));
         }
-        Ok(self.root.join(&key[0..2]).join(&key[2..4]).join(key))
+        Ok(self.root.join(&key[0..3]).join(key))
     }
 }
 
@@ -53,8 +73,11 @@ impl BlobStore for FolderStore {
         let local = local.to_path_buf();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let dir = target.parent().expect("blob paths have a parent");
+            // Only keys that do not start with hex digits need a folder made here.
             let created = !dir.exists();
-            std::fs::create_dir_all(dir)?;
+            if created {
+                std::fs::create_dir(dir)?;
+            }
             // Usually done by `prepare` already, then this returns at once.
             std::fs::File::open(&local)?.sync_data()?;
             // The spool folder is on the same file system (both live in the data folder),
@@ -62,9 +85,8 @@ impl BlobStore for FolderStore {
             std::fs::rename(&local, &target)?;
             sync_dir(dir)?;
             if created {
-                // New fan-out folders must be durable too, up to the root.
+                // A new fan-out folder must be durable too.
                 sync_dir(dir.parent().expect("fan-out has a parent"))?;
-                sync_dir(dir.parent().and_then(Path::parent).expect("root"))?;
             }
             Ok(())
         })
