@@ -165,14 +165,7 @@ where
                         context_id,
                     });
                 }
-                self.respond(
-                    &request,
-                    context_id,
-                    status::UNRECOGNIZED_OPERATION,
-                    Some("operation not supported"),
-                )
-                .await?;
-                Ok(State::Command(Vec::new()))
+                self.refuse_operation(&request, context_id).await
             }
             (_, value_type) => Err(AssociationError::Protocol(format!(
                 "{value_type:?} fragment out of sequence"
@@ -228,17 +221,26 @@ where
                         context_id,
                     })
                 } else {
-                    self.respond(
-                        &request,
-                        context_id,
-                        status::UNRECOGNIZED_OPERATION,
-                        Some("operation not supported"),
-                    )
-                    .await?;
-                    Ok(State::Command(Vec::new()))
+                    self.refuse_operation(&request, context_id).await
                 }
             }
         }
+    }
+
+    /// Answers a request we do not serve (its data set, if any, already read off the wire).
+    async fn refuse_operation(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+    ) -> Result<State, AssociationError> {
+        self.respond(
+            request,
+            context_id,
+            status::UNRECOGNIZED_OPERATION,
+            Some("operation not supported"),
+        )
+        .await?;
+        Ok(State::Command(Vec::new()))
     }
 
     /// Opens the spool for a C-STORE, or decides the failure status to answer once the data
