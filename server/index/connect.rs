@@ -3,9 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
 
 use super::write::Committer;
 use super::{Index, IndexError};
@@ -113,10 +113,6 @@ impl Index {
     pub async fn migrate(&self) -> Result<(), IndexError> {
         self.backend.migrator().run(&self.writer).await?;
         Ok(())
-    }
-
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
     }
 }
 

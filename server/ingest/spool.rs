@@ -3,7 +3,7 @@
 //! The file is preamble + `DICM` + a meta group built from what the sender told us + the
 //! data-set bytes exactly as received. Memory use is one write buffer, whatever the size.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dicom_object::meta::FileMetaTableBuilder;
 use sha2::{Digest, Sha256};
@@ -116,10 +116,6 @@ impl Spool {
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
         })
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.path.to_path_buf()
     }
 }
 
