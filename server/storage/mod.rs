@@ -40,8 +40,9 @@ pub trait BlobStore: Send + Sync {
         Ok(())
     }
     /// Takes the finished local file at `local` and stores it under `key`. When this returns
-    /// `Ok`, the blob is durable (fsynced, or the S3 PUT completed). The local file is consumed:
-    /// moved into place or deleted.
+    /// `Ok`, the blob is durable (fsynced, or the S3 PUT completed). A store may move the local
+    /// file into place; whatever is left at `local` is the caller's to remove (the spool's
+    /// temporary path does it when dropped).
     async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError>;
     /// Opens a stored blob for reading, with its size.
     async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError>;

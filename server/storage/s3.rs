@@ -194,14 +194,11 @@ impl S3Store {
 impl BlobStore for S3Store {
     async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError> {
         let object = self.object_key(key);
-        let result = if size > self.options.multipart_bytes {
+        if size > self.options.multipart_bytes {
             self.put_multipart(&object, local, size).await
         } else {
             self.put_single(&object, local).await
-        };
-        // The spooled copy is no longer needed, whatever the outcome.
-        let _ = tokio::fs::remove_file(local).await;
-        result
+        }
     }
 
     async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
