@@ -68,6 +68,10 @@ pub struct Settings {
     pub overwrite: OverwritePolicy,
     /// Address of the HTTP listener.
     pub http_listen: SocketAddr,
+    /// Largest request body accepted over HTTP (uploads), in MiB.
+    pub max_upload_mib: u64,
+    /// Seconds without a new instance after which a patient, study or series is stable.
+    pub stable_age_secs: u64,
     /// `text` for a terminal, `json` for a log collector.
     pub log_format: LogFormat,
 }
@@ -92,6 +96,8 @@ impl Default for Settings {
             max_associations: 64,
             overwrite: OverwritePolicy::Never,
             http_listen: "127.0.0.1:8042".parse().expect("valid literal"),
+            max_upload_mib: 2048,
+            stable_age_secs: 60,
             log_format: LogFormat::Text,
         }
     }

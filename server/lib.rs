@@ -10,5 +10,7 @@ pub mod http;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod janitor;
+pub mod main_tags;
 pub mod storage;
 pub mod telemetry;

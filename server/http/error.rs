@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::index::IndexError;
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -19,6 +21,36 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not-found",
             message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad-request",
+            message: message.into(),
+        }
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too-large",
+            message: message.into(),
+        }
+    }
+
+    /// An index failure: 503 when the database cannot be reached, 500 otherwise.
+    pub fn index(error: IndexError) -> Self {
+        match &error {
+            IndexError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_),
+            )
+            | IndexError::WriterStopped => ApiError::unavailable("index", error),
+            _ => ApiError::internal(error),
         }
     }
 

@@ -142,10 +142,12 @@ fn sqlite_pool(size: u32) -> AnyPoolOptions {
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL lets readers work while the writer commits; synchronous=FULL makes each
-                // commit durable before we acknowledge the instance.
+                // commit durable before we acknowledge the instance. LIKE is case-sensitive
+                // in PostgreSQL; SQLite must match it (finds fold case explicitly when asked).
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                     PRAGMA case_sensitive_like = ON;",
                 )
                 .await?;
                 Ok(())

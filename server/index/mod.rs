@@ -4,14 +4,25 @@
 //! `ON CONFLICT` upserts work in both); what differs — migrations, connection set-up and how
 //! writers are serialised — is chosen once, from the URL scheme.
 
+mod changes;
 mod connect;
+mod delete;
+mod find;
+mod level;
+mod read;
 mod records;
 mod write;
 
 use sqlx::{AnyPool, Row};
 
+pub use changes::{Change, ChangePage, ChangeType};
 pub use connect::Backend;
+pub use delete::Deletion;
+pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
+pub use level::Level;
+pub use read::{Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};
+pub use write::fold_case;
 
 use crate::config::OverwritePolicy;
 

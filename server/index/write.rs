@@ -5,7 +5,8 @@
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, IndexError, NewInstance, StoreOutcome};
+use super::changes::{self, ChangeType};
+use super::{Backend, IndexError, Level, NewInstance, StoreOutcome};
 use crate::config::OverwritePolicy;
 
 /// Most instances committed together.
@@ -111,29 +112,36 @@ async fn write_batch(
     Ok(outcomes)
 }
 
-/// Writes one instance and its ancestors inside `tx`, parents first.
+/// Writes one instance and its ancestors inside `tx`, parents first, with their entries in
+/// the change log.
 async fn write_one(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     new: &NewInstance,
     policy: OverwritePolicy,
 ) -> Result<StoreOutcome, IndexError> {
-    sqlx::query(
-        "INSERT INTO patients (id, patient_id, patient_name, birth_date, sex, main_tags, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    let at = &new.received_at;
+    let patient_created = sqlx::query(
+        "INSERT INTO patients (id, patient_id, patient_name, patient_name_folded, birth_date, sex,
+            main_tags, created_at, last_update)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.ids.patient)
     .bind(new.patient.get("PatientID"))
     .bind(new.patient.get("PatientName"))
+    .bind(fold_case(new.patient.get("PatientName")))
     .bind(new.patient.get("PatientBirthDate"))
     .bind(new.patient.get("PatientSex"))
     .bind(new.patient.to_json())
-    .bind(&new.received_at)
+    .bind(at)
     .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO studies (id, patient, study_uid, study_date, accession_number, description, main_tags, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    .await?
+    .rows_affected()
+        == 1;
+    let study_created = sqlx::query(
+        "INSERT INTO studies (id, patient, study_uid, study_date, accession_number, description,
+            main_tags, created_at, last_update)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.ids.study)
     .bind(&new.ids.patient)
@@ -142,12 +150,15 @@ async fn write_one(
     .bind(new.study.get("AccessionNumber"))
     .bind(new.study.get("StudyDescription"))
     .bind(new.study.to_json())
-    .bind(&new.received_at)
+    .bind(at)
     .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO series (id, study, series_uid, modality, series_number, main_tags, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    .await?
+    .rows_affected()
+        == 1;
+    let series_created = sqlx::query(
+        "INSERT INTO series (id, study, series_uid, modality, series_number, main_tags, created_at,
+            last_update)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&new.ids.series)
     .bind(&new.ids.study)
@@ -155,31 +166,103 @@ async fn write_one(
     .bind(new.series.get("Modality"))
     .bind(new.series.get("SeriesNumber"))
     .bind(new.series.to_json())
-    .bind(&new.received_at)
+    .bind(at)
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
     let inserted = bind_instance(sqlx::query(INSERT_INSTANCE), new)
         .execute(&mut **tx)
         .await?
         .rows_affected();
-    if inserted == 1 {
-        return Ok(StoreOutcome::Stored);
-    }
-    match policy {
-        // The instance row is untouched and its ancestors already existed: nothing to undo.
-        OverwritePolicy::Never => Ok(StoreOutcome::AlreadyStored),
-        OverwritePolicy::Always => {
-            let old_blob_key: String = sqlx::query(backend.select_blob_for_update())
-                .bind(&new.ids.instance)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("blob_key")?;
-            bind_instance(sqlx::query(REPLACE_INSTANCE), new)
-                .execute(&mut **tx)
-                .await?;
-            Ok(StoreOutcome::Replaced { old_blob_key })
+    let outcome = if inserted == 1 {
+        StoreOutcome::Stored
+    } else {
+        match policy {
+            // The instance row is untouched and its ancestors already existed: nothing to undo.
+            OverwritePolicy::Never => return Ok(StoreOutcome::AlreadyStored),
+            OverwritePolicy::Always => {
+                let old_blob_key: String = sqlx::query(backend.select_blob_for_update())
+                    .bind(&new.ids.instance)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("blob_key")?;
+                bind_instance(sqlx::query(REPLACE_INSTANCE), new)
+                    .execute(&mut **tx)
+                    .await?;
+                // Recorded with the change, so that the old file is removed even if we stop
+                // before removing it ourselves.
+                schedule_blob_deletion(tx, &old_blob_key, at).await?;
+                StoreOutcome::Replaced { old_blob_key }
+            }
+        }
+    };
+
+    let levels = [
+        (Level::Patient, &new.ids.patient, patient_created),
+        (Level::Study, &new.ids.study, study_created),
+        (Level::Series, &new.ids.series, series_created),
+    ];
+    for (level, id, created) in levels {
+        if created {
+            changes::record(tx, ChangeType::new_resource(level), level, id, at).await?;
+        } else {
+            touch(tx, level, id, at).await?;
         }
     }
+    changes::record(
+        tx,
+        ChangeType::NewInstance,
+        Level::Instance,
+        &new.ids.instance,
+        at,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+/// Moves an existing ancestor's `last_update` forward (never back: batches are not in time order).
+async fn touch(
+    tx: &mut Transaction<'static, Any>,
+    level: Level,
+    id: &str,
+    at: &str,
+) -> Result<(), IndexError> {
+    let sql = match level {
+        Level::Patient => "UPDATE patients SET last_update = $2 WHERE id = $1 AND last_update < $2",
+        Level::Study => "UPDATE studies SET last_update = $2 WHERE id = $1 AND last_update < $2",
+        Level::Series => "UPDATE series SET last_update = $2 WHERE id = $1 AND last_update < $2",
+        Level::Instance => return Ok(()),
+    };
+    sqlx::query(sql)
+        .bind(id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Queues a blob for removal from the blob store (see the `blob_deletions` table).
+pub(super) async fn schedule_blob_deletion(
+    tx: &mut Transaction<'static, Any>,
+    blob_key: &str,
+    at: &str,
+) -> Result<(), IndexError> {
+    sqlx::query(
+        "INSERT INTO blob_deletions (blob_key, requested_at) VALUES ($1, $2)
+         ON CONFLICT (blob_key) DO NOTHING",
+    )
+    .bind(blob_key)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Case folding for case-insensitive matching of person names, done here rather than in SQL
+/// because SQLite's `UPPER` only knows ASCII.
+pub fn fold_case(value: &str) -> String {
+    value.to_uppercase()
 }
 
 const INSERT_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid,

@@ -13,7 +13,7 @@ use dicom_object::{InMemDicomObject, OpenFileOptions};
 use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
-use super::main_tags::{self, InstanceTags};
+use crate::main_tags::{self, InstanceTags};
 
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);

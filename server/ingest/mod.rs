@@ -3,7 +3,6 @@
 //! only when all of that succeeded.
 
 pub mod inspect;
-pub mod main_tags;
 mod spool;
 
 use std::path::PathBuf;

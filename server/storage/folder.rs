@@ -6,9 +6,11 @@
 //! of most acknowledgements while the archive is young. 4096 folders keep each one small (a few
 //! thousand files at ten million instances).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{BlobReader, BlobStore, StorageError};
 
@@ -95,7 +97,11 @@ impl BlobStore for FolderStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobReader, u64), StorageError> {
         let path = self.path_of(key)?;
         let file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
@@ -105,7 +111,15 @@ impl BlobStore for FolderStore {
             Err(e) => return Err(e.into()),
         };
         let size = file.metadata().await?.len();
-        Ok((Box::pin(file), size))
+        match range {
+            None => Ok((Box::pin(file), size)),
+            Some(range) => {
+                let mut file = file;
+                file.seek(std::io::SeekFrom::Start(range.start)).await?;
+                let length = range.end.min(size).saturating_sub(range.start);
+                Ok((Box::pin(file.take(length)), length))
+            }
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

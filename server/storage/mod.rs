@@ -6,6 +6,7 @@
 mod folder;
 mod s3;
 
+use std::ops::Range;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,8 +45,13 @@ pub trait BlobStore: Send + Sync {
     /// file into place; whatever is left at `local` is the caller's to remove (the spool's
     /// temporary path does it when dropped).
     async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError>;
-    /// Opens a stored blob for reading, with its size.
-    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError>;
+    /// Opens a stored blob for reading, with its size; with `range`, only those bytes (the
+    /// caller checks the range against the size it knows from the index).
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobReader, u64), StorageError>;
     /// Removes a blob; removing a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Checks that the store answers (for readiness probes and start-up).

@@ -3,6 +3,7 @@
 //! Credentials and region come from the standard AWS chain (environment, profile, EC2 instance
 //! role); `AWS_ENDPOINT_URL` points the client at an S3-compatible server.
 
+use std::ops::Range;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -201,12 +202,17 @@ impl BlobStore for S3Store {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobReader, u64), StorageError> {
         let output = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(self.object_key(key))
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1))))
             .send()
             .await
             .map_err(|e| match e.as_service_error() {

@@ -1,4 +1,5 @@
-//! The main DICOM tags Orthanc keeps for each level, pulled from a data set.
+//! The main DICOM tags Orthanc keeps for each level: which they are, and pulling them from a
+//! data set. Ingest stores them; queries may filter on them.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
-use crate::index::LevelTags;
+use crate::index::{Level, LevelTags};
 
 /// The main tags of one instance, split by level.
 #[derive(Debug, Clone, Default)]
@@ -118,4 +119,52 @@ pub fn text(dataset: &InMemDicomObject, tag: Tag) -> Option<String> {
     let element = dataset.get(tag)?;
     let value = element.to_str().ok()?;
     Some(crate::ids::strip_padding(&value).to_string())
+}
+
+/// The level whose main tags include `keyword`, the highest if several do.
+pub fn level_of(keyword: &str) -> Option<Level> {
+    [
+        (Level::Patient, PATIENT),
+        (Level::Study, STUDY),
+        (Level::Series, SERIES),
+        (Level::Instance, INSTANCE),
+    ]
+    .into_iter()
+    .find(|(_, tags)| tags.iter().any(|&(_, k)| k == keyword))
+    .map(|(level, _)| level)
+}
+
+/// The keyword of a tag named either by keyword (`PatientName`) or as `gggg,eeee`.
+pub fn keyword(name: &str) -> Option<String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let dictionary = dicom_dictionary_std::StandardDataDictionary;
+    let entry = match parse_tag(name) {
+        Some(tag) => dictionary.by_tag(tag),
+        None => dictionary.by_name(name),
+    }?;
+    Some(entry.alias().to_string())
+}
+
+/// `gggg,eeee` (or `ggggeeee`) as a tag.
+pub fn parse_tag(text: &str) -> Option<Tag> {
+    let hex: String = text.chars().filter(|c| *c != ',').collect();
+    if hex.len() != 8 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let group = u16::from_str_radix(&hex[..4], 16).ok()?;
+    let element = u16::from_str_radix(&hex[4..], 16).ok()?;
+    Some(Tag(group, element))
+}
+
+/// Whether a tag holds a date, a time or both (DA, TM, DT), where `-` means a range.
+pub fn is_date_or_time(keyword: &str) -> bool {
+    use dicom_core::VR;
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let dictionary = dicom_dictionary_std::StandardDataDictionary;
+    dictionary.by_name(keyword).is_some_and(|entry| {
+        matches!(
+            entry.vr(),
+            VirtualVr::Exact(VR::DA) | VirtualVr::Exact(VR::TM) | VirtualVr::Exact(VR::DT)
+        )
+    })
 }

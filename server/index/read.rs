@@ -1,0 +1,313 @@
+//! Reading resources back: one resource, a page of a level, the children or the ancestor of a
+//! resource. Each read is one SQL statement; children IDs come aggregated in the same row.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Index, IndexError, Level};
+
+/// One resource as the index knows it; the HTTP layer shapes it into Orthanc's JSON.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub level: Level,
+    pub id: String,
+    /// The parent's ID ("" for a patient).
+    pub parent: String,
+    /// The level's main DICOM tags, by keyword.
+    pub main_tags: serde_json::Map<String, serde_json::Value>,
+    /// The patient's main tags, for a study (Orthanc's `PatientMainDicomTags`).
+    pub patient_tags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `YYYYMMDDTHHMMSS` of the last instance added under it (for an instance, its arrival).
+    pub last_update: String,
+    /// The children's IDs, sorted (empty for an instance).
+    pub children: Vec<String>,
+    /// The stored file, for an instance.
+    pub file: Option<StoredFile>,
+}
+
+/// Where an instance's part-10 file is and what it is.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub blob_key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub transfer_syntax_uid: String,
+}
+
+/// Counts and size of everything under a resource (`/{level}/{id}/statistics`).
+#[derive(Debug, Clone, Default)]
+pub struct ResourceStatistics {
+    pub studies: i64,
+    pub series: i64,
+    pub instances: i64,
+    pub size: i64,
+}
+
+/// The columns every resource query returns, under the same names whatever the level, so that
+/// one decoder serves them all, and the tables they come from. `r` is the level's table.
+pub(super) fn resource_columns(level: Level) -> (&'static str, &'static str) {
+    match level {
+        Level::Patient => (
+            "r.id, '' AS parent, r.main_tags, '' AS patient_tags, r.last_update,
+                (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM studies c WHERE c.patient = r.id) AS children,
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+            "patients r",
+        ),
+        Level::Study => (
+            "r.id, r.patient AS parent, r.main_tags, p.main_tags AS patient_tags, r.last_update,
+                (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM series c WHERE c.study = r.id) AS children,
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+            "studies r JOIN patients p ON p.id = r.patient",
+        ),
+        Level::Series => (
+            "r.id, r.study AS parent, r.main_tags, '' AS patient_tags, r.last_update,
+                (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM instances c WHERE c.series = r.id) AS children,
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+            "series r",
+        ),
+        Level::Instance => (
+            "r.id, r.series AS parent, r.main_tags, '' AS patient_tags, r.received_at AS last_update,
+                '' AS children, r.blob_key, r.file_size, r.sha256, r.transfer_syntax_uid",
+            "instances r",
+        ),
+    }
+}
+
+/// `SELECT <resource columns> FROM <level's table>`.
+pub(super) fn select_resource(level: Level) -> String {
+    let (columns, from) = resource_columns(level);
+    format!("SELECT {columns} FROM {from}")
+}
+
+pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, IndexError> {
+    let tags = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, IndexError> {
+        let text: String = row.try_get(column)?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    };
+    let children: Option<String> = row.try_get("children")?;
+    let children = children
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let file = if level == Level::Instance {
+        Some(StoredFile {
+            blob_key: row.try_get("blob_key")?,
+            size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
+            sha256: row.try_get("sha256")?,
+            transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
+        })
+    } else {
+        None
+    };
+    Ok(Resource {
+        level,
+        id: row.try_get("id")?,
+        parent: row.try_get("parent")?,
+        main_tags: tags("main_tags")?,
+        patient_tags: (level == Level::Study)
+            .then(|| tags("patient_tags"))
+            .transpose()?,
+        last_update: row.try_get("last_update")?,
+        children,
+        file,
+    })
+}
+
+/// A condition on `alias` (a table of `level`) that holds when the row lies under the
+/// resource of `ancestor` whose ID is `$1`.
+pub(super) fn under(level: Level, ancestor: Level, alias: &str) -> String {
+    under_param(level, ancestor, alias, "$1")
+}
+
+/// As `under`, with the ancestor's ID in parameter `param`.
+pub(super) fn under_param(level: Level, ancestor: Level, alias: &str, param: &str) -> String {
+    let parent_column = level
+        .parent_column()
+        .expect("only called below the ancestor");
+    let parent = level
+        .parent()
+        .expect("a level with a parent column has a parent");
+    if parent == ancestor {
+        format!("{alias}.{parent_column} = {param}")
+    } else {
+        let inner = format!("{alias}_");
+        format!(
+            "{alias}.{parent_column} IN (SELECT {inner}.id FROM {table} {inner} WHERE {cond})",
+            table = parent.table(),
+            cond = under_param(parent, ancestor, &inner, param),
+        )
+    }
+}
+
+/// An expression giving the ID of the `ancestor` of the resource of `level` whose ID is `$1`.
+fn ancestor_id(level: Level, ancestor: Level) -> String {
+    let mut expr = "$1".to_string();
+    let mut current = level;
+    while current != ancestor {
+        let column = current.parent_column().expect("the ancestor is above");
+        expr = format!(
+            "(SELECT {column} FROM {table} WHERE id = {expr})",
+            table = current.table()
+        );
+        current = current.parent().expect("the ancestor is above");
+    }
+    expr
+}
+
+impl Index {
+    /// One resource, or `None` when the ID is unknown.
+    pub async fn resource(&self, level: Level, id: &str) -> Result<Option<Resource>, IndexError> {
+        let sql = format!("{} WHERE r.id = $1", select_resource(level));
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| decode_resource(level, &row)).transpose()
+    }
+
+    /// IDs of a level, in ID order, skipping `since` and returning at most `limit`.
+    pub async fn list_ids(
+        &self,
+        level: Level,
+        since: u64,
+        limit: Option<u64>,
+    ) -> Result<Vec<String>, IndexError> {
+        let sql = format!(
+            "SELECT id FROM {} ORDER BY id LIMIT $1 OFFSET $2",
+            level.table()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(page_limit(limit))
+            .bind(since as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get("id").map_err(IndexError::from))
+            .collect()
+    }
+
+    /// Full resources of a level, in ID order, paged as `list_ids`.
+    pub async fn list_resources(
+        &self,
+        level: Level,
+        since: u64,
+        limit: Option<u64>,
+    ) -> Result<Vec<Resource>, IndexError> {
+        let sql = format!(
+            "{} ORDER BY r.id LIMIT $1 OFFSET $2",
+            select_resource(level)
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(page_limit(limit))
+            .bind(since as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| decode_resource(level, row)).collect()
+    }
+
+    /// Every resource of `level` under the resource `ancestor`/`id`, in ID order.
+    pub async fn descendants(
+        &self,
+        ancestor: Level,
+        id: &str,
+        level: Level,
+    ) -> Result<Vec<Resource>, IndexError> {
+        let sql = format!(
+            "{} WHERE {} ORDER BY r.id",
+            select_resource(level),
+            under(level, ancestor, "r")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| decode_resource(level, row)).collect()
+    }
+
+    /// The resource of level `ancestor` above `level`/`id`, or `None` when `id` is unknown.
+    pub async fn ancestor(
+        &self,
+        level: Level,
+        id: &str,
+        ancestor: Level,
+    ) -> Result<Option<Resource>, IndexError> {
+        let sql = format!(
+            "{} WHERE r.id = {}",
+            select_resource(ancestor),
+            ancestor_id(level, ancestor)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| decode_resource(ancestor, &row)).transpose()
+    }
+
+    /// Counts and total file size under a resource (the resource itself included).
+    pub async fn resource_statistics(
+        &self,
+        level: Level,
+        id: &str,
+    ) -> Result<ResourceStatistics, IndexError> {
+        let count = |below: Level| -> String {
+            if below <= level {
+                "CAST(0 AS BIGINT)".to_string()
+            } else {
+                format!(
+                    "(SELECT COUNT(*) FROM {} r WHERE {})",
+                    below.table(),
+                    under(below, level, "r")
+                )
+            }
+        };
+        let instances = if level == Level::Instance {
+            "r.id = $1".to_string()
+        } else {
+            under(Level::Instance, level, "r")
+        };
+        let sql = format!(
+            "SELECT {} AS studies, {} AS series,
+                (SELECT COUNT(*) FROM instances r WHERE {instances}) AS instances,
+                (SELECT CAST(COALESCE(SUM(r.file_size), 0) AS BIGINT) FROM instances r WHERE {instances}) AS size",
+            count(Level::Study),
+            count(Level::Series),
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ResourceStatistics {
+            studies: row.try_get("studies")?,
+            series: row.try_get("series")?,
+            instances: row.try_get("instances")?,
+            size: row.try_get("size")?,
+        })
+    }
+
+    /// Resources whose identifying UID (PatientID, Study/Series/SOP Instance UID) is `uid`,
+    /// patients first, as Orthanc's `/tools/lookup`.
+    pub async fn lookup(&self, uid: &str) -> Result<Vec<(Level, String)>, IndexError> {
+        let rows = sqlx::query(
+            "SELECT CAST(0 AS BIGINT) AS level, id FROM patients WHERE patient_id = $1
+             UNION ALL SELECT 1, id FROM studies WHERE study_uid = $1
+             UNION ALL SELECT 2, id FROM series WHERE series_uid = $1
+             UNION ALL SELECT 3, id FROM instances WHERE sop_instance_uid = $1
+             ORDER BY 1, 2",
+        )
+        .bind(uid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let level: i64 = row.try_get("level")?;
+                Ok((Level::ALL[level as usize], row.try_get("id")?))
+            })
+            .collect()
+    }
+}
+
+/// SQL's LIMIT for an optional limit (both backends take -1 or a huge value as "no limit"
+/// differently, so "none" becomes the largest value both accept).
+pub(super) fn page_limit(limit: Option<u64>) -> i64 {
+    limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64)
+}
