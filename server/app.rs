@@ -38,9 +38,14 @@ impl Application {
         let blobs = open_blobs(&settings).await?;
         info!(index = %redact_url(&index_url), storage = %blobs.describe(), "storage ready");
 
-        let ingest = Ingest::new(blobs.clone(), index.clone(), spool_dir, settings.overwrite);
+        let ingest = Arc::new(Ingest::new(
+            blobs.clone(),
+            index.clone(),
+            spool_dir,
+            settings.overwrite,
+        ));
         let services = Services {
-            ingest,
+            ingest: ingest.clone(),
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
         };
         let dicom = DicomServer::bind(&settings, services)
@@ -55,6 +60,7 @@ impl Application {
             settings: Arc::new(settings),
             index,
             blobs,
+            ingest,
         };
         Ok(Application { dicom, http, state })
     }

@@ -20,7 +20,7 @@ const MAX_COMMAND_SET: usize = 64 * 1024;
 
 /// What the association handler needs from the server.
 pub struct Services {
-    pub ingest: Ingest,
+    pub ingest: std::sync::Arc<Ingest>,
     pub accept_unknown_sop_classes: bool,
 }
 
@@ -362,9 +362,11 @@ fn store_failure_status(error: &IngestError) -> u16 {
     match error {
         IngestError::Invalid(InspectError::UidMismatch { .. }) => status::DATA_SET_MISMATCH,
         IngestError::Invalid(_) => status::CANNOT_UNDERSTAND,
-        IngestError::Spool(_) | IngestError::Storage(_) | IngestError::Index(_) => {
-            status::OUT_OF_RESOURCES
-        }
+        IngestError::Spool(_)
+        | IngestError::Storage(_)
+        | IngestError::Index(_)
+        | IngestError::Upload(_)
+        | IngestError::TooLarge(_) => status::OUT_OF_RESOURCES,
     }
 }
 

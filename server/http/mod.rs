@@ -1,10 +1,12 @@
 //! The HTTP API: Orthanc's REST routes where Orthanc users expect them, and health checks.
 
+mod archive;
 mod error;
 mod files;
 mod find;
 mod resources;
 mod system;
+mod upload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ pub use files::{TagFormat, dataset_json};
 
 use crate::config::Settings;
 use crate::index::{Index, Level};
+use crate::ingest::Ingest;
 use crate::storage::BlobStore;
 
 /// What every handler can reach.
@@ -28,6 +31,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub index: Index,
     pub blobs: Arc<dyn BlobStore>,
+    /// The pipeline uploads go through (the same as C-STORE's).
+    pub ingest: Arc<Ingest>,
     /// The DICOM port actually bound (differs from the setting when it asked for port 0).
     pub dicom_port: u16,
     pub http_port: u16,
@@ -65,6 +70,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/changes",
             get(|State(s): St, q: RawQuery| find::changes(s, args(q))),
+        )
+        .route(
+            "/instances",
+            post(|State(s): St, headers: HeaderMap, body: axum::body::Body| {
+                upload::upload(s, headers, body)
+            }),
         )
         .route(
             "/instances/{id}/file",
@@ -112,6 +123,12 @@ fn resource_routes(mut app: Router<AppState>, level: Level) -> Router<AppState> 
             &format!("{base}/{{id}}/statistics"),
             get(move |State(s): St, Path(id): Path<String>| resources::statistics(s, level, id)),
         );
+    if level != Level::Instance {
+        app = app.route(
+            &format!("{base}/{{id}}/archive"),
+            get(move |State(s): St, Path(id): Path<String>| archive::archive(s, level, id)),
+        );
+    }
     for below in Level::ALL.into_iter().filter(|l| *l > level) {
         app = app.route(
             &format!("{base}/{{id}}/{}", below.plural()),

@@ -20,7 +20,7 @@ pub use connect::Backend;
 pub use delete::Deletion;
 pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
 pub use level::Level;
-pub use read::{Resource, ResourceStatistics, StoredFile};
+pub use read::{ArchiveInstance, ArchiveSeries, Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};
 pub use write::fold_case;
 

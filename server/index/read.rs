@@ -311,3 +311,91 @@ impl Index {
 pub(super) fn page_limit(limit: Option<u64>) -> i64 {
     limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64)
 }
+
+/// A series to put in an archive, with the main tags its folders are named after.
+#[derive(Debug, Clone)]
+pub struct ArchiveSeries {
+    pub patient_id: String,
+    pub patient_tags: serde_json::Map<String, serde_json::Value>,
+    pub study_id: String,
+    pub study_tags: serde_json::Map<String, serde_json::Value>,
+    pub series_id: String,
+    pub series_tags: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An instance to put in an archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveInstance {
+    pub series_id: String,
+    pub instance_number: String,
+    pub blob_key: String,
+    pub size: u64,
+}
+
+impl Index {
+    /// Everything an archive of `level`/`id` holds: its series (sorted by patient, study,
+    /// series) and their instances (sorted by series, then instance number). Compact rows, so
+    /// that even a large patient costs little memory.
+    pub async fn archive_contents(
+        &self,
+        level: Level,
+        id: &str,
+    ) -> Result<(Vec<ArchiveSeries>, Vec<ArchiveInstance>), IndexError> {
+        let series_condition = match level {
+            Level::Series => "se.id = $1".to_string(),
+            Level::Instance => "se.id = (SELECT series FROM instances WHERE id = $1)".into(),
+            _ => under(Level::Series, level, "se"),
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT p.id AS patient_id, p.main_tags AS patient_tags, st.id AS study_id,
+                st.main_tags AS study_tags, se.id AS series_id, se.main_tags AS series_tags
+             FROM series se JOIN studies st ON st.id = se.study JOIN patients p ON p.id = st.patient
+             WHERE {series_condition} ORDER BY p.id, st.id, se.id"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let tags = |row: &AnyRow, column: &str| -> Result<serde_json::Map<_, _>, IndexError> {
+            let text: String = row.try_get(column)?;
+            Ok(serde_json::from_str(&text).unwrap_or_default())
+        };
+        let series = rows
+            .iter()
+            .map(|row| {
+                Ok(ArchiveSeries {
+                    patient_id: row.try_get("patient_id")?,
+                    patient_tags: tags(row, "patient_tags")?,
+                    study_id: row.try_get("study_id")?,
+                    study_tags: tags(row, "study_tags")?,
+                    series_id: row.try_get("series_id")?,
+                    series_tags: tags(row, "series_tags")?,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+
+        let instance_condition = if level == Level::Instance {
+            "r.id = $1".to_string()
+        } else {
+            under(Level::Instance, level, "r")
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT r.series, r.instance_number, r.blob_key, r.file_size FROM instances r
+             WHERE {instance_condition} ORDER BY r.series, r.id"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let instances = rows
+            .iter()
+            .map(|row| {
+                Ok(ArchiveInstance {
+                    series_id: row.try_get("series")?,
+                    instance_number: row.try_get("instance_number")?,
+                    blob_key: row.try_get("blob_key")?,
+                    size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        Ok((series, instances))
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod inspect;
 mod spool;
+pub mod upload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub enum IngestError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// Reading the upload failed (the client went away, say).
+    #[error("reading the upload failed: {0}")]
+    Upload(#[source] std::io::Error),
+    #[error("the file is larger than the {0}-byte limit")]
+    TooLarge(u64),
 }
 
 /// The result of a successful ingest.
@@ -62,6 +68,11 @@ impl Ingest {
             spool_dir,
             policy,
         }
+    }
+
+    /// Where temporary files go (on the same file system as a folder blob store).
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.spool_dir
     }
 
     /// Starts receiving an instance announced by a DIMSE command.
