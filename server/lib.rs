@@ -12,5 +12,6 @@ pub mod index;
 pub mod ingest;
 pub mod janitor;
 pub mod main_tags;
+pub mod metrics;
 pub mod storage;
 pub mod telemetry;

@@ -12,6 +12,9 @@ CREATE INDEX studies_last_update ON studies (last_update);
 ALTER TABLE patients ADD COLUMN patient_name_folded TEXT NOT NULL DEFAULT '';
 UPDATE patients SET patient_name_folded = UPPER(patient_name);
 
+-- Whether an instance has pixel data: `/tags` lists the element without reading it.
+ALTER TABLE instances ADD COLUMN has_pixel_data BIGINT NOT NULL DEFAULT 0;
+
 -- The change log behind GET /changes, written in the transaction that makes the change.
 CREATE TABLE changes (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -14,6 +14,7 @@ use super::dimse::{self, Command, command, status};
 use super::syntaxes;
 use crate::index::StoreOutcome;
 use crate::ingest::{Ingest, IngestError, InspectError, Part10Header, Spool};
+use crate::metrics::METRICS;
 
 /// Largest command set we reassemble; real ones are a few hundred bytes.
 const MAX_COMMAND_SET: usize = 64 * 1024;
@@ -34,6 +35,8 @@ enum State {
         request: Command,
         context_id: u8,
         spool: Result<Box<Spool>, (u16, String)>,
+        /// When the command arrived, for the C-STORE latency metric.
+        started: std::time::Instant,
     },
     /// Discarding the data set of a request we do not serve.
     SkipData { request: Command, context_id: u8 },
@@ -126,6 +129,7 @@ where
                     request,
                     context_id,
                     spool,
+                    started,
                 },
                 PDataValueType::Data,
             ) => {
@@ -147,9 +151,11 @@ where
                         request,
                         context_id,
                         spool,
+                        started,
                     });
                 }
                 self.finish_store(request, context_id, spool).await?;
+                METRICS.cstore(started.elapsed());
                 Ok(State::Command(Vec::new()))
             }
             (
@@ -192,6 +198,7 @@ where
             }
             command::C_STORE_RQ if request.has_data_set => {
                 debug!(message_id = request.message_id, "C-STORE-RQ");
+                let started = std::time::Instant::now();
                 let spool = self
                     .begin_store(&request, &abstract_syntax, &transfer_syntax)
                     .await;
@@ -199,6 +206,7 @@ where
                     request,
                     context_id,
                     spool,
+                    started,
                 })
             }
             command::C_CANCEL_RQ => Ok(State::Command(Vec::new())),

@@ -37,7 +37,12 @@ pub async fn file(
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        // Weak comparison (RFC 9110 13.1.2): proxies that compress make ETags weak.
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        })
     {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
@@ -113,12 +118,26 @@ pub async fn tags(
     } else {
         format
     };
-    let dataset = read_header(&state, &id).await?;
-    Ok(axum::Json(dataset_json(&dataset, format)).into_response())
+    let (dataset, has_pixel_data) = read_header(&state, &id).await?;
+    let mut json = dataset_json(&dataset, format);
+    // The pixel data is never read, only listed, as Orthanc does.
+    if has_pixel_data && let Value::Object(map) = &mut json {
+        let (key, value) = match format {
+            TagFormat::Full => (
+                "7fe0,0010",
+                json!({ "Name": "PixelData", "Type": "Null", "Value": null }),
+            ),
+            TagFormat::Simplified => ("PixelData", Value::Null),
+            TagFormat::Short => ("7fe0,0010", Value::Null),
+        };
+        map.insert(key.to_string(), value);
+    }
+    Ok(axum::Json(json).into_response())
 }
 
-/// Reads an instance's data set up to its pixel data, streaming from the blob store.
-pub async fn read_header(state: &AppState, id: &str) -> Result<InMemDicomObject, ApiError> {
+/// Reads an instance's data set up to its pixel data, streaming from the blob store. Also
+/// says whether the instance has pixel data.
+pub async fn read_header(state: &AppState, id: &str) -> Result<(InMemDicomObject, bool), ApiError> {
     let resource = state.resource(Level::Instance, id).await?;
     let stored = resource.file.expect("instances have a file");
     let (reader, _) = open_blob(state, &stored, None).await?;
@@ -137,7 +156,7 @@ pub async fn read_header(state: &AppState, id: &str) -> Result<InMemDicomObject,
             stored.blob_key
         ))
     })?;
-    Ok(parsed.into_inner())
+    Ok((parsed.into_inner(), stored.has_pixel_data))
 }
 
 async fn open_blob(

@@ -165,7 +165,8 @@ fn parse_find(body: &Value) -> Result<(FindRequest, bool), ApiError> {
         query,
         case_sensitive: flag("CaseSensitive", false)?,
         since: count("Since")?.unwrap_or(0),
-        limit: count("Limit")?,
+        // 0 means no limit, as in Orthanc.
+        limit: count("Limit")?.filter(|limit| *limit > 0),
         order_by,
         parent,
         requested_tags,

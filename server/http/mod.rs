@@ -1,4 +1,5 @@
-//! The HTTP API: Orthanc's REST routes where Orthanc users expect them, and health checks.
+//! The HTTP API: Orthanc's REST routes where Orthanc users expect them, health checks, metrics
+//! and the OpenAPI document that describes them all.
 
 mod archive;
 mod error;
@@ -10,12 +11,15 @@ mod upload;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
 
 pub use error::ApiError;
 pub use files::{TagFormat, dataset_json};
@@ -23,6 +27,7 @@ pub use files::{TagFormat, dataset_json};
 use crate::config::Settings;
 use crate::index::{Index, Level};
 use crate::ingest::Ingest;
+use crate::metrics::{HttpLabels, METRICS};
 use crate::storage::BlobStore;
 
 /// What every handler can reach.
@@ -40,6 +45,9 @@ pub struct AppState {
 
 type St = State<AppState>;
 
+/// The OpenAPI document of every route below; a test holds the two together.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// Query arguments, leniently: a malformed query string never fails a request by itself.
 fn args(query: RawQuery) -> HashMap<String, String> {
     url::form_urlencoded::parse(query.0.unwrap_or_default().as_bytes())
@@ -53,97 +61,221 @@ fn json_body(body: &Bytes) -> Result<serde_json::Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
-pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
-        .route("/system", get(system::system))
-        .route("/statistics", get(system::statistics))
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route(
-            "/tools/find",
-            post(|State(s): St, body: Bytes| async move { find::find(s, json_body(&body)?).await }),
-        )
-        .route(
-            "/tools/lookup",
-            post(|State(s): St, body: String| find::lookup(s, body)),
-        )
-        .route(
-            "/changes",
-            get(|State(s): St, q: RawQuery| find::changes(s, args(q))),
-        )
-        .route(
-            "/instances",
-            post(|State(s): St, headers: HeaderMap, body: axum::body::Body| {
-                upload::upload(s, headers, body)
-            }),
-        )
-        .route(
-            "/instances/{id}/file",
-            get(
-                |State(s): St, Path(id): Path<String>, headers: HeaderMap, q: RawQuery| {
-                    files::file(s, id, headers, args(q))
-                },
-            ),
-        )
-        .route(
-            "/instances/{id}/tags",
-            get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
-                files::tags(s, id, TagFormat::Full, args(q))
-            }),
-        )
-        .route(
-            "/instances/{id}/simplified-tags",
-            get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
-                files::tags(s, id, TagFormat::Simplified, args(q))
-            }),
-        );
-    for level in Level::ALL {
-        app = resource_routes(app, level);
+/// The router being built, with the (method, path) of every route recorded for the OpenAPI
+/// check.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(&'static str, String)>,
+}
+
+impl Routes {
+    fn add(
+        mut self,
+        path: &str,
+        methods: &[&'static str],
+        handler: MethodRouter<AppState>,
+    ) -> Self {
+        for method in methods {
+            self.table.push((method, path.to_string()));
+        }
+        self.router = self.router.route(path, handler);
+        self
     }
-    app.fallback(error::not_found)
+}
+
+pub fn router(state: AppState) -> Router {
+    routes()
+        .router
+        .route_layer(axum::middleware::from_fn(track))
+        .fallback(error::not_found)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
+fn routes() -> Routes {
+    let mut routes = Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add("/system", &["get"], get(system::system))
+    .add("/statistics", &["get"], get(system::statistics))
+    .add("/healthz", &["get"], get(system::healthz))
+    .add("/readyz", &["get"], get(system::readyz))
+    .add("/metrics", &["get"], get(metrics))
+    .add("/openapi.json", &["get"], get(openapi))
+    .add(
+        "/tools/find",
+        &["post"],
+        post(|State(s): St, body: Bytes| async move { find::find(s, json_body(&body)?).await }),
+    )
+    .add(
+        "/tools/lookup",
+        &["post"],
+        post(|State(s): St, body: String| find::lookup(s, body)),
+    )
+    .add(
+        "/changes",
+        &["get"],
+        get(|State(s): St, q: RawQuery| find::changes(s, args(q))),
+    )
+    .add(
+        "/instances/{id}/file",
+        &["get"],
+        get(
+            |State(s): St, Path(id): Path<String>, headers: HeaderMap, q: RawQuery| {
+                files::file(s, id, headers, args(q))
+            },
+        ),
+    )
+    .add(
+        "/instances/{id}/tags",
+        &["get"],
+        get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
+            files::tags(s, id, TagFormat::Full, args(q))
+        }),
+    )
+    .add(
+        "/instances/{id}/simplified-tags",
+        &["get"],
+        get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
+            files::tags(s, id, TagFormat::Simplified, args(q))
+        }),
+    );
+    for level in Level::ALL {
+        routes = resource_routes(routes, level);
+    }
+    routes
+}
+
 /// `/{level}`, `/{level}/{id}` and its sub-routes, for one level.
-fn resource_routes(mut app: Router<AppState>, level: Level) -> Router<AppState> {
+fn resource_routes(mut routes: Routes, level: Level) -> Routes {
     let base = format!("/{}", level.plural());
-    app = app
-        .route(
+    let list = get(move |State(s): St, q: RawQuery| resources::list(s, level, args(q)));
+    routes = if level == Level::Instance {
+        routes.add(
             &base,
-            get(move |State(s): St, q: RawQuery| resources::list(s, level, args(q))),
+            &["get", "post"],
+            list.post(|State(s): St, headers: HeaderMap, body: axum::body::Body| {
+                upload::upload(s, headers, body)
+            }),
         )
-        .route(
+    } else {
+        routes.add(&base, &["get"], list)
+    };
+    routes = routes
+        .add(
             &format!("{base}/{{id}}"),
+            &["get", "delete"],
             get(move |State(s): St, Path(id): Path<String>| resources::get(s, level, id)).delete(
                 move |State(s): St, Path(id): Path<String>| resources::delete(s, level, id),
             ),
         )
-        .route(
+        .add(
             &format!("{base}/{{id}}/statistics"),
+            &["get"],
             get(move |State(s): St, Path(id): Path<String>| resources::statistics(s, level, id)),
         );
     if level != Level::Instance {
-        app = app.route(
+        routes = routes.add(
             &format!("{base}/{{id}}/archive"),
+            &["get"],
             get(move |State(s): St, Path(id): Path<String>| archive::archive(s, level, id)),
         );
     }
     for below in Level::ALL.into_iter().filter(|l| *l > level) {
-        app = app.route(
+        routes = routes.add(
             &format!("{base}/{{id}}/{}", below.plural()),
+            &["get"],
             get(move |State(s): St, Path(id): Path<String>, q: RawQuery| {
                 resources::descendants(s, level, below, id, args(q))
             }),
         );
     }
     for above in level.ancestors() {
-        app = app.route(
+        routes = routes.add(
             &format!("{base}/{{id}}/{}", above.name().to_lowercase()),
+            &["get"],
             get(move |State(s): St, Path(id): Path<String>| {
                 resources::ancestor(s, level, above, id)
             }),
         );
     }
-    app
+    routes
+}
+
+/// `GET /metrics`, in the text format Prometheus scrapes.
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        METRICS.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// Counts each request by route template and status, and times it.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    METRICS
+        .http_seconds
+        .observe(started.elapsed().as_secs_f64());
+    METRICS
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route the router serves is in the OpenAPI document, with the same methods, and
+    /// the document describes no route that does not exist.
+    #[test]
+    fn openapi_matches_the_router() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        let table = routes().table;
+        for (method, path) in &table {
+            assert!(
+                paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                "{method} {path} is served but not in openapi.json"
+            );
+        }
+        for (path, item) in paths {
+            for method in item.as_object().unwrap().keys() {
+                if method == "parameters" {
+                    continue;
+                }
+                assert!(
+                    table.iter().any(|(m, p)| m == method && p == path),
+                    "{method} {path} is in openapi.json but not served"
+                );
+            }
+        }
+    }
 }

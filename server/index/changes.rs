@@ -52,7 +52,7 @@ pub struct ChangePage {
     pub changes: Vec<Change>,
     /// No change after this page (yet).
     pub done: bool,
-    /// The last sequence number returned, or `since` when the page is empty.
+    /// The last sequence number returned, or the newest in the log when the page is empty.
     pub last: i64,
 }
 
@@ -101,8 +101,17 @@ impl Index {
             .collect::<Result<Vec<_>, IndexError>>()?;
         let done = changes.len() <= limit as usize;
         changes.truncate(limit as usize);
-        // As Orthanc: an empty page repeats `since`, so a poller keeps its place.
-        let last = changes.last().map_or(since, |change| change.seq);
+        // As Orthanc: an empty page gives the newest change in the log, so a poller whose
+        // `since` ran ahead (a restored database, say) finds its place again.
+        let last = match changes.last() {
+            Some(change) => change.seq,
+            None => {
+                sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last FROM changes")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("last")?
+            }
+        };
         Ok(ChangePage {
             changes,
             done,

@@ -32,6 +32,7 @@ pub struct StoredFile {
     pub size: u64,
     pub sha256: String,
     pub transfer_syntax_uid: String,
+    pub has_pixel_data: bool,
 }
 
 /// Counts and size of everything under a resource (`/{level}/{id}/statistics`).
@@ -50,24 +51,28 @@ pub(super) fn resource_columns(level: Level) -> (&'static str, &'static str) {
         Level::Patient => (
             "r.id, '' AS parent, r.main_tags, '' AS patient_tags, r.last_update,
                 (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM studies c WHERE c.patient = r.id) AS children,
-                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid,
+                CAST(0 AS BIGINT) AS has_pixel_data",
             "patients r",
         ),
         Level::Study => (
             "r.id, r.patient AS parent, r.main_tags, p.main_tags AS patient_tags, r.last_update,
                 (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM series c WHERE c.study = r.id) AS children,
-                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid,
+                CAST(0 AS BIGINT) AS has_pixel_data",
             "studies r JOIN patients p ON p.id = r.patient",
         ),
         Level::Series => (
             "r.id, r.study AS parent, r.main_tags, '' AS patient_tags, r.last_update,
                 (SELECT string_agg(c.id, ',' ORDER BY c.id) FROM instances c WHERE c.series = r.id) AS children,
-                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid",
+                '' AS blob_key, CAST(0 AS BIGINT) AS file_size, '' AS sha256, '' AS transfer_syntax_uid,
+                CAST(0 AS BIGINT) AS has_pixel_data",
             "series r",
         ),
         Level::Instance => (
             "r.id, r.series AS parent, r.main_tags, '' AS patient_tags, r.received_at AS last_update,
-                '' AS children, r.blob_key, r.file_size, r.sha256, r.transfer_syntax_uid",
+                '' AS children, r.blob_key, r.file_size, r.sha256, r.transfer_syntax_uid,
+                r.has_pixel_data",
             "instances r",
         ),
     }
@@ -95,6 +100,7 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
             size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
             sha256: row.try_get("sha256")?,
             transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
+            has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
         })
     } else {
         None

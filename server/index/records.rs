@@ -30,6 +30,8 @@ pub struct NewInstance {
     pub sop_instance_uid: String,
     pub sop_class_uid: String,
     pub transfer_syntax_uid: String,
+    /// Whether the data set has pixel data (the tags route lists it without reading it).
+    pub has_pixel_data: bool,
     pub blob_key: String,
     pub file_size: u64,
     pub sha256: String,

@@ -266,20 +266,23 @@ pub fn fold_case(value: &str) -> String {
 }
 
 const INSERT_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid,
-        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at,
+        has_pixel_data)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
     ON CONFLICT (id) DO NOTHING";
 
 /// The same row, replacing a stored copy (overwrite policy `always`).
 const REPLACE_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid,
-        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        instance_number, transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at,
+        has_pixel_data)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
     ON CONFLICT (id) DO UPDATE SET sop_class_uid = excluded.sop_class_uid,
         instance_number = excluded.instance_number, transfer_syntax_uid = excluded.transfer_syntax_uid,
         blob_key = excluded.blob_key, file_size = excluded.file_size, sha256 = excluded.sha256,
-        remote_aet = excluded.remote_aet, main_tags = excluded.main_tags, received_at = excluded.received_at";
+        remote_aet = excluded.remote_aet, main_tags = excluded.main_tags, received_at = excluded.received_at,
+        has_pixel_data = excluded.has_pixel_data";
 
-/// Binds the twelve columns of an instance row, in the order of `INSERT_INSTANCE`.
+/// Binds the thirteen columns of an instance row, in the order of `INSERT_INSTANCE`.
 fn bind_instance<'q>(
     query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
     new: &'q NewInstance,
@@ -297,4 +300,5 @@ fn bind_instance<'q>(
         .bind(&new.remote_aet)
         .bind(new.instance.to_json())
         .bind(&new.received_at)
+        .bind(i64::from(new.has_pixel_data))
 }

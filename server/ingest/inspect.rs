@@ -17,6 +17,8 @@ use crate::main_tags::{self, InstanceTags};
 
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
 const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
+/// Pixel Data, Float Pixel Data and Double Float Pixel Data.
+const PIXEL_DATA_TAGS: [Tag; 3] = [tags::PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
@@ -41,6 +43,8 @@ pub struct Inspected {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub transfer_syntax_uid: String,
+    /// Whether the root data set has pixel data (integer, float or double).
+    pub has_pixel_data: bool,
 }
 
 /// Parses the file at `path` up to its pixel data and checks that its data set is complete.
@@ -53,7 +57,7 @@ pub fn inspect(
     // whatever length an element header claims. Once every length is known to fit in the
     // file, parsing costs at most the file's own size.
     let (data_offset, ts_uid) = read_meta(path)?;
-    check_complete(path, data_offset, &ts_uid)?;
+    let has_pixel_data = check_complete(path, data_offset, &ts_uid)?;
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -79,6 +83,7 @@ pub fn inspect(
         sop_class_uid,
         sop_instance_uid,
         transfer_syntax_uid: ts_uid,
+        has_pixel_data,
     })
 }
 
@@ -158,7 +163,8 @@ impl<R: Read> Read for Counting<R> {
 /// ends exactly at the end of the data and that every undefined-length sequence and item is
 /// closed. This finds data sets cut short anywhere, including inside pixel data, in one pass
 /// with constant memory.
-fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<(), InspectError> {
+/// Returns whether the root data set holds pixel data.
+fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, InspectError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| InspectError::UnknownTransferSyntax(ts_uid.into()))?;
@@ -191,6 +197,7 @@ fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<(), Ins
     let mut decoder = StatefulDecoder::new_with_ts(reader, ts, 0)
         .map_err(|e| InspectError::Malformed(e.to_string()))?;
     let mut open_containers = 0usize;
+    let mut has_pixel_data = false;
     loop {
         let before = decoder.position();
         let header = match decoder.decode_header() {
@@ -201,7 +208,7 @@ fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<(), Ins
                 let whole =
                     open_containers == 0 && (!deflated || deflate_stream_ends(path, data_offset)?);
                 return if whole {
-                    Ok(())
+                    Ok(has_pixel_data)
                 } else {
                     Err(InspectError::Truncated(data_offset + before))
                 };
@@ -209,6 +216,9 @@ fn check_complete(path: &Path, data_offset: u64, ts_uid: &str) -> Result<(), Ins
             Err(_) => return Err(InspectError::Truncated(data_offset + produced.get())),
         };
         let undefined = header.len.is_undefined();
+        if open_containers == 0 && PIXEL_DATA_TAGS.contains(&header.tag) {
+            has_pixel_data = true;
+        }
         if header.tag == ITEM_DELIMITER || header.tag == SEQUENCE_DELIMITER {
             open_containers = open_containers.checked_sub(1).ok_or_else(|| {
                 InspectError::Malformed(format!(

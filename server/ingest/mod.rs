@@ -15,6 +15,7 @@ use time::macros::format_description;
 use crate::config::OverwritePolicy;
 use crate::ids::ResourceIds;
 use crate::index::{Index, IndexError, NewInstance, StoreOutcome};
+use crate::metrics::METRICS;
 use crate::storage::{BlobStore, StorageError};
 
 pub use inspect::InspectError;
@@ -37,6 +38,20 @@ pub enum IngestError {
     Upload(#[source] std::io::Error),
     #[error("the file is larger than the {0}-byte limit")]
     TooLarge(u64),
+}
+
+impl IngestError {
+    /// A short name of the cause, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::Invalid(_) => "invalid",
+            IngestError::Spool(_) => "spool",
+            IngestError::Storage(_) => "storage",
+            IngestError::Index(_) => "index",
+            IngestError::Upload(_) => "upload",
+            IngestError::TooLarge(_) => "too-large",
+        }
+    }
 }
 
 /// The result of a successful ingest.
@@ -90,6 +105,30 @@ impl Ingest {
         expected_sop_instance_uid: Option<String>,
         remote_aet: &str,
     ) -> Result<Received, IngestError> {
+        let source = if remote_aet.is_empty() {
+            "rest"
+        } else {
+            "dicom"
+        };
+        let result = self
+            .store(spool, expected_sop_instance_uid, remote_aet)
+            .await;
+        match &result {
+            Ok(received) if received.outcome != StoreOutcome::AlreadyStored => {
+                METRICS.received(source, received.size)
+            }
+            Ok(_) => {}
+            Err(e) => METRICS.ingest_failed(e.kind()),
+        }
+        result
+    }
+
+    async fn store(
+        &self,
+        spool: Spool,
+        expected_sop_instance_uid: Option<String>,
+        remote_aet: &str,
+    ) -> Result<Received, IngestError> {
         let started = std::time::Instant::now();
         let file = spool.finish().await.map_err(IngestError::Spool)?;
         let path = file.path.to_path_buf();
@@ -127,6 +166,7 @@ impl Ingest {
             sop_instance_uid: inspected.sop_instance_uid,
             sop_class_uid: inspected.sop_class_uid,
             transfer_syntax_uid: inspected.transfer_syntax_uid,
+            has_pixel_data: inspected.has_pixel_data,
             blob_key: blob_key.clone(),
             file_size: file.size,
             sha256: file.sha256,
