@@ -17,15 +17,17 @@ use crate::index::Index;
 use crate::ingest::Ingest;
 use crate::storage::{self, BlobStore, S3Options};
 
-/// A server with its listeners bound, ready to run.
-pub struct Application {
-    dicom: DicomServer,
-    http: TcpListener,
-    state: AppState,
+/// The index, the blob store and the ingest pipeline on them: what the server and
+/// `orthweb import` share.
+pub struct Storage {
+    pub index: Index,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ingest: Arc<Ingest>,
 }
 
-impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+impl Storage {
+    /// Opens (and migrates) the index and the blob store named by the settings.
+    pub async fn open(settings: &Settings) -> anyhow::Result<Storage> {
         let spool_dir = settings.spool_dir();
         std::fs::create_dir_all(&spool_dir)
             .with_context(|| format!("cannot create {}", spool_dir.display()))?;
@@ -35,7 +37,7 @@ impl Application {
         let index = Index::open(&index_url)
             .await
             .with_context(|| format!("cannot open the index at {}", redact_url(&index_url)))?;
-        let blobs = open_blobs(&settings).await?;
+        let blobs = open_blobs(settings).await?;
         info!(index = %redact_url(&index_url), storage = %blobs.describe(), "storage ready");
 
         let ingest = Arc::new(Ingest::new(
@@ -44,6 +46,28 @@ impl Application {
             spool_dir,
             settings.overwrite,
         ));
+        Ok(Storage {
+            index,
+            blobs,
+            ingest,
+        })
+    }
+}
+
+/// A server with its listeners bound, ready to run.
+pub struct Application {
+    dicom: DicomServer,
+    http: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let Storage {
+            index,
+            blobs,
+            ingest,
+        } = Storage::open(&settings).await?;
         let services = Services {
             ingest: ingest.clone(),
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dicom;
 pub mod http;
 pub mod ids;
+pub mod import;
 pub mod index;
 pub mod ingest;
 pub mod janitor;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use orthweb::app::Application;
+use orthweb::app::{Application, Storage};
 use orthweb::config::Settings;
 use orthweb::index::Index;
 
@@ -31,6 +31,26 @@ enum Command {
     Serve(Flags),
     /// Apply the index migrations, then exit.
     Migrate(Flags),
+    /// Import DICOM files, folders (recursively) and ZIPs into the archive, as if received.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    flags: Flags,
+    /// Files, folders or ZIPs to import.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Files imported at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+}
+
+enum Task {
+    Serve,
+    Migrate,
+    Import { paths: Vec<PathBuf>, jobs: usize },
 }
 
 /// Flags that override the settings file and the environment. Absent flags are left out, so
@@ -65,9 +85,16 @@ struct Flags {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (flags, serve) = match cli.command {
-        Command::Serve(flags) => (flags, true),
-        Command::Migrate(flags) => (flags, false),
+    let (flags, task) = match cli.command {
+        Command::Serve(flags) => (flags, Task::Serve),
+        Command::Migrate(flags) => (flags, Task::Migrate),
+        Command::Import(args) => (
+            args.flags,
+            Task::Import {
+                paths: args.paths,
+                jobs: args.jobs,
+            },
+        ),
     };
     let settings = match Settings::load(cli.config.as_deref(), flags) {
         Ok(settings) => settings,
@@ -88,10 +115,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        if serve {
-            run_server(settings).await
-        } else {
-            migrate(settings).await
+        match task {
+            Task::Serve => run_server(settings).await,
+            Task::Migrate => migrate(settings).await,
+            Task::Import { paths, jobs } => import(settings, &paths, jobs).await,
         }
     });
     match result {
@@ -123,5 +150,19 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
         "orthweb: index at {} is up to date",
         orthweb::config::redact_url(&url)
     );
+    Ok(())
+}
+
+async fn import(settings: Settings, paths: &[PathBuf], jobs: usize) -> anyhow::Result<()> {
+    let storage = Storage::open(&settings).await?;
+    let max_size = settings.max_upload_mib * 1024 * 1024;
+    let summary = orthweb::import::run(&storage.ingest, paths, jobs, max_size).await;
+    print!("{}", summary.report());
+    if summary.failed > 0 {
+        anyhow::bail!(
+            "{} files could not be stored; run the import again to retry them",
+            summary.failed
+        );
+    }
     Ok(())
 }

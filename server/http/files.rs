@@ -15,6 +15,7 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio_util::io::{ReaderStream, SyncIoBridge};
 
@@ -111,13 +112,7 @@ pub async fn tags(
     format: TagFormat,
     args: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let format = if args.contains_key("simplify") {
-        TagFormat::Simplified
-    } else if args.contains_key("short") {
-        TagFormat::Short
-    } else {
-        format
-    };
+    let format = requested_format(&args, format);
     let (dataset, has_pixel_data) = read_header(&state, &id).await?;
     let mut json = dataset_json(&dataset, format);
     // The pixel data is never read, only listed, as Orthanc does.
@@ -140,7 +135,12 @@ pub async fn tags(
 pub async fn read_header(state: &AppState, id: &str) -> Result<(InMemDicomObject, bool), ApiError> {
     let resource = state.resource(Level::Instance, id).await?;
     let stored = resource.file.expect("instances have a file");
-    let (reader, _) = open_blob(state, &stored, None).await?;
+    Ok((read_stored(state, &stored).await?, stored.has_pixel_data))
+}
+
+/// Reads a stored file's data set up to its pixel data.
+async fn read_stored(state: &AppState, stored: &StoredFile) -> Result<InMemDicomObject, ApiError> {
+    let (reader, _) = open_blob(state, stored, None).await?;
     let bridge = SyncIoBridge::new(reader);
     let parsed = tokio::task::spawn_blocking(move || {
         OpenFileOptions::new()
@@ -156,7 +156,54 @@ pub async fn read_header(state: &AppState, id: &str) -> Result<(InMemDicomObject
             stored.blob_key
         ))
     })?;
-    Ok((parsed.into_inner(), stored.has_pixel_data))
+    Ok(parsed.into_inner())
+}
+
+/// `GET /{patients,studies,series}/{id}/shared-tags`: the tags with the same value in every
+/// instance under the resource (each file read up to its pixel data, a few at a time).
+pub async fn shared_tags(
+    state: AppState,
+    level: Level,
+    id: String,
+    args: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let format = requested_format(&args, TagFormat::Full);
+    state.resource(level, &id).await?;
+    let instances = state
+        .index
+        .descendants(level, &id, Level::Instance)
+        .await
+        .map_err(ApiError::index)?;
+    let mut reads = futures::stream::iter(instances.into_iter().filter_map(|r| r.file))
+        .map(|stored| {
+            let state = state.clone();
+            async move { read_stored(&state, &stored).await }
+        })
+        .buffered(8);
+    let mut shared: Option<Map<String, Value>> = None;
+    while let Some(dataset) = reads.next().await {
+        let Value::Object(tags) = dataset_json(&dataset?, format) else {
+            continue;
+        };
+        shared = Some(match shared {
+            None => tags,
+            Some(mut kept) => {
+                kept.retain(|key, value| tags.get(key) == Some(value));
+                kept
+            }
+        });
+    }
+    Ok(axum::Json(Value::Object(shared.unwrap_or_default())).into_response())
+}
+
+fn requested_format(args: &HashMap<String, String>, default: TagFormat) -> TagFormat {
+    if args.contains_key("simplify") {
+        TagFormat::Simplified
+    } else if args.contains_key("short") {
+        TagFormat::Short
+    } else {
+        default
+    }
 }
 
 async fn open_blob(

@@ -176,11 +176,19 @@ fn resource_routes(mut routes: Routes, level: Level) -> Routes {
             get(move |State(s): St, Path(id): Path<String>| resources::statistics(s, level, id)),
         );
     if level != Level::Instance {
-        routes = routes.add(
-            &format!("{base}/{{id}}/archive"),
-            &["get"],
-            get(move |State(s): St, Path(id): Path<String>| archive::archive(s, level, id)),
-        );
+        routes = routes
+            .add(
+                &format!("{base}/{{id}}/archive"),
+                &["get"],
+                get(move |State(s): St, Path(id): Path<String>| archive::archive(s, level, id)),
+            )
+            .add(
+                &format!("{base}/{{id}}/shared-tags"),
+                &["get"],
+                get(move |State(s): St, Path(id): Path<String>, q: RawQuery| {
+                    files::shared_tags(s, level, id, args(q))
+                }),
+            );
     }
     for below in Level::ALL.into_iter().filter(|l| *l > level) {
         routes = routes.add(
