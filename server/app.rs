@@ -103,7 +103,11 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        crate::janitor::spawn(self.state.index.clone(), self.state.blobs.clone());
+        crate::janitor::spawn(
+            self.state.index.clone(),
+            self.state.blobs.clone(),
+            Duration::from_secs(self.state.settings.blob_sweep_secs),
+        );
         let app = router(self.state);
         let http = axum::serve(self.http, app).with_graceful_shutdown(shutdown_signal());
         tokio::select! {

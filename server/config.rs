@@ -72,6 +72,8 @@ pub struct Settings {
     pub max_upload_mib: u64,
     /// Seconds without a new instance after which a patient, study or series is stable.
     pub stable_age_secs: u64,
+    /// Seconds between retries of blob removals that failed (a bucket that was away, say).
+    pub blob_sweep_secs: u64,
     /// `text` for a terminal, `json` for a log collector.
     pub log_format: LogFormat,
 }
@@ -98,6 +100,7 @@ impl Default for Settings {
             http_listen: "127.0.0.1:8042".parse().expect("valid literal"),
             max_upload_mib: 2048,
             stable_age_secs: 60,
+            blob_sweep_secs: 60,
             log_format: LogFormat::Text,
         }
     }
@@ -144,6 +147,12 @@ impl Settings {
             return Err(ConfigError::Value {
                 key: "max_pdu_length",
                 reason: "must be at least 65536".into(),
+            });
+        }
+        if self.blob_sweep_secs == 0 {
+            return Err(ConfigError::Value {
+                key: "blob_sweep_secs",
+                reason: "must be at least 1".into(),
             });
         }
         if self.max_associations == 0 {

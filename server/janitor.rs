@@ -1,7 +1,7 @@
 //! Removing blobs the index no longer points at. Deletions and replacements queue them in the
 //! index (`blob_deletions`) in the same transaction that drops the reference; they are removed
 //! right after, and whatever could not be (a crash, an unreachable bucket) is retried here
-//! periodically. Several servers may sweep at once: removing a blob twice is harmless.
+//! periodically (`blob_sweep_secs`). Several servers may sweep at once: removing a blob twice is harmless.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,6 @@ use std::time::Duration;
 use crate::index::Index;
 use crate::storage::BlobStore;
 
-/// How often queued blobs are retried.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Blobs taken from the queue per round.
 const SWEEP_BATCH: u32 = 500;
 
@@ -47,10 +45,10 @@ pub async fn sweep(index: &Index, blobs: &dyn BlobStore) -> usize {
     }
 }
 
-/// Sweeps now and then every minute, for as long as the server runs.
-pub fn spawn(index: Index, blobs: Arc<dyn BlobStore>) {
+/// Sweeps now and then every `every`, for as long as the server runs.
+pub fn spawn(index: Index, blobs: Arc<dyn BlobStore>, every: Duration) {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        let mut ticks = tokio::time::interval(every);
         loop {
             ticks.tick().await;
             sweep(&index, blobs.as_ref()).await;

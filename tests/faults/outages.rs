@@ -51,6 +51,11 @@ async fn database_outage_fails_stores_with_a700_and_recovers() {
     tokio::task::block_in_place(|| pg.stop());
     let failed =
         assert_stores_refused(&site, " while the DB is down", Some("database error")).await;
+    // REST reads say the index is unavailable, in JSON, rather than failing obscurely.
+    let reply = reqwest::get(site.server.url("/studies")).await.unwrap();
+    assert_eq!(reply.status().as_u16(), 503);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["HttpStatus"], 503, "{body}");
     // The blob written before the index failed was removed again; nothing is spooled.
     assert_eq!(site.blob_keys(), before, "no blob left by the failed store");
     site.assert_no_spool_files().await;
@@ -96,4 +101,51 @@ async fn blob_folder_outage_fails_stores_with_a700_and_recovers() {
     std::fs::remove_file(&blobs).unwrap();
     std::fs::rename(&away, &blobs).unwrap();
     assert_recovered(&site, &failed).await;
+}
+
+/// A study deleted while the bucket is away: the index forgets it at once (nothing points at
+/// a missing file), the blobs stay queued, and the janitor removes them once S3 is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_deleted_while_the_bucket_is_away_are_removed_later() {
+    use crate::common::server::ServerConfig;
+    if !dcmtk::require_tool("storescu") {
+        return;
+    }
+    let Some(pg) = tokio::task::block_in_place(crate::common::pg::PgCluster::start) else {
+        return;
+    };
+    let mut s3 = crate::common::s3::S3Server::start();
+    let config = ServerConfig::default().env("ORTHWEB_BLOB_SWEEP_SECS", "1");
+    let site = tokio::task::block_in_place(|| Site::cloud(&pg, &s3, "sweep", config));
+    site.assert_serves().await;
+    let keys = site.blob_keys();
+    assert_eq!(keys.len(), 1);
+    let studies = site.server.get_json("/studies").await;
+    let study = studies[0].as_str().unwrap().to_string();
+
+    s3.stop().await;
+    let client = reqwest::Client::new();
+    let reply = client
+        .delete(site.server.url(&format!("/studies/{study}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status().as_u16(),
+        200,
+        "the index deletion does not wait for S3"
+    );
+    assert_eq!(site.http_status(&format!("/studies/{study}")).await, 404);
+    assert_eq!(site.count("SELECT COUNT(*) FROM blob_deletions").await, 1);
+    site.expect_log(&["could not remove a blob"]).await;
+
+    s3.restart();
+    crate::support::eventually("the queued blob to be removed", || async {
+        (site.blob_keys().is_empty()
+            && site.count("SELECT COUNT(*) FROM blob_deletions").await == 0)
+            .then_some(())
+    })
+    .await;
+    drop(site);
+    drop(pg);
 }
