@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
@@ -56,9 +57,21 @@ fn args(query: RawQuery) -> HashMap<String, String> {
 }
 
 /// A JSON body, whatever its content type (Orthanc's clients often send none).
-fn json_body(body: &Bytes) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(body)
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(&body_bytes(body)?)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// A small body (queries, UIDs), with axum's refusals (too large, unreadable) as JSON errors.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large("the request body is too large")
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })
 }
 
 /// The router being built, with the (method, path) of every route recorded for the OpenAPI
@@ -88,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .router
         .route_layer(axum::middleware::from_fn(track))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -106,12 +120,23 @@ fn routes() -> Routes {
     .add(
         "/tools/find",
         &["post"],
-        post(|State(s): St, body: Bytes| async move { find::find(s, json_body(&body)?).await }),
+        post(
+            |State(s): St, body: Result<Bytes, BytesRejection>| async move {
+                find::find(s, json_body(body)?).await
+            },
+        ),
     )
     .add(
         "/tools/lookup",
         &["post"],
-        post(|State(s): St, body: String| find::lookup(s, body)),
+        post(
+            |State(s): St, body: Result<Bytes, BytesRejection>| async move {
+                let body = body_bytes(body)?;
+                let uid = std::str::from_utf8(&body)
+                    .map_err(|_| ApiError::bad_request("the body must be text"))?;
+                find::lookup(s, uid.to_string()).await
+            },
+        ),
     )
     .add(
         "/changes",

@@ -23,7 +23,7 @@ pub async fn system(State(state): State<AppState>) -> Json<Value> {
         "HasLabels": false,
         "IsHttpServerSecure": false,
         "OverwriteInstances": settings.overwrite == crate::config::OverwritePolicy::Always,
-        "Capabilities": { "HasExtendedFind": false, "HasExtendedChanges": false },
+        "Capabilities": { "HasExtendedFind": true, "HasExtendedChanges": false },
     }))
 }
 
