@@ -16,6 +16,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The connection must not be reused after this answer: the request body was not read.
+    fn closes_connection(&self) -> bool {
+        self.status == StatusCode::PAYLOAD_TOO_LARGE
+    }
+}
+
+impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
@@ -81,7 +88,16 @@ impl IntoResponse for ApiError {
             "Code": self.code,
             "Message": self.message,
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.closes_connection() {
+            // Said aloud so that keep-alive clients do not send their next request on a
+            // connection we are about to close (RFC 9112 9.6).
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

@@ -13,20 +13,29 @@
 //! - [`files`] — `/instances/{id}/file` (bytes, ETag, ranges) and `/tags`;
 //! - [`find`] — `/tools/find` and `/tools/lookup`;
 //! - [`changes`] — `/changes`;
+//! - [`archive`] — ZIP archives and shared tags;
+//! - [`uploads`] — `POST /instances` (a file, a ZIP, refusals);
+//! - [`ops`] — `/metrics` and `/openapi.json`;
 //! - [`delete`] — `DELETE /{level}/{id}`, with the blobs and the change log;
-//! - [`errors`] — 404 and 400 bodies.
+//! - [`errors`] — 404 and 400 bodies;
+//! - [`import`] — `orthweb import`, in its own test on SQLite and after the steps on
+//!   PostgreSQL + S3.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod archive;
 mod changes;
 mod corpus;
 mod delete;
 mod errors;
 mod files;
 mod find;
+mod import;
+mod ops;
 mod resources;
 mod support;
+mod uploads;
 
 use std::path::Path;
 
@@ -45,7 +54,9 @@ async fn sqlite_and_folder_serve_the_rest_api() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let server = Server::start(&data, config());
-    exercise(&server, &data.join("blobs"), work.path()).await;
+    exercise(&server, &data.join("blobs"), work.path())
+        .await
+        .finish();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,16 +71,36 @@ async fn postgres_and_s3_serve_the_rest_api() {
     let s3 = S3Server::start();
     let db = tokio::task::block_in_place(|| pg.create_database("rest"));
     let work = tempfile::tempdir().unwrap();
-    let config = config()
-        .arg("--index")
-        .arg(db)
-        .arg("--storage")
-        .arg(format!("s3://{}/rest", s3::BUCKET))
-        .env("ORTHWEB_S3_PATH_STYLE", "true")
-        .envs(s3.env());
-    let server = tokio::task::block_in_place(|| Server::start(&work.path().join("data"), config));
+    let on_s3 = |db: String, prefix: &str| {
+        config()
+            .arg("--index")
+            .arg(db)
+            .arg("--storage")
+            .arg(format!("s3://{}/{prefix}", s3::BUCKET))
+            .env("ORTHWEB_S3_PATH_STYLE", "true")
+            .envs(s3.env())
+    };
+    let server =
+        tokio::task::block_in_place(|| Server::start(&work.path().join("data"), on_s3(db, "rest")));
     // s3s-fs keeps object `rest/KEY` of the bucket as the file `<bucket dir>/rest/KEY`.
-    exercise(&server, &s3.object_path(s3::BUCKET, "rest"), work.path()).await;
+    let mut steps = exercise(&server, &s3.object_path(s3::BUCKET, "rest"), work.path()).await;
+
+    // `orthweb import` into another database and prefix, while a server serves them.
+    let db = tokio::task::block_in_place(|| pg.create_database("import"));
+    steps
+        .run(
+            "orthweb import beside a server",
+            import::round_trip(work.path(), on_s3(db, "import"), true),
+        )
+        .await;
+    steps.finish();
+}
+
+/// `orthweb import` into SQLite + folder, first with no server running, then beside one.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_and_folder_import() {
+    let work = tempfile::tempdir().unwrap();
+    import::round_trip(work.path(), config(), false).await;
 }
 
 /// dcmtk's storescu sends the studies; its dcmconv writes one of the files.
@@ -77,16 +108,22 @@ fn tools_installed() -> bool {
     dcmtk::require_tool("storescu") && dcmtk::require_tool("dcmconv")
 }
 
-/// What both servers share: a stable age short enough to see resources become stable.
+/// What both servers share: a stable age short enough to see resources become stable, an
+/// upload limit small enough to exceed cheaply.
 fn config() -> ServerConfig {
-    ServerConfig::default().env("ORTHWEB_STABLE_AGE_SECS", STABLE_AGE_SECS.to_string())
+    ServerConfig::default()
+        .env("ORTHWEB_STABLE_AGE_SECS", STABLE_AGE_SECS.to_string())
+        .env(
+            "ORTHWEB_MAX_UPLOAD_MIB",
+            uploads::MAX_UPLOAD_MIB.to_string(),
+        )
 }
 
 const STABLE_AGE_SECS: u64 = 3;
 
 /// Sends the corpus, then runs every step against `server`, whose blobs are files under
-/// `blob_root`.
-async fn exercise(server: &Server, blob_root: &Path, work: &Path) {
+/// `blob_root`; returns the steps for the caller to add its own and finish.
+async fn exercise(server: &Server, blob_root: &Path, work: &Path) -> Steps {
     let corpus = Corpus::generate(&work.join("sent"));
     corpus.send(server).await;
     let api = Api::new(server.url(""));
@@ -137,6 +174,33 @@ async fn exercise(server: &Server, blob_root: &Path, work: &Path) {
     steps.run("errors: 404", errors::not_found(api, c)).await;
     steps.run("errors: 400", errors::bad_requests(api)).await;
     steps.run("IsStable", resources::stability(api, c)).await;
+    steps.run("archives", archive::archives(api, c)).await;
+    steps.run("shared tags", archive::shared_tags(api, c)).await;
+    steps.run("OpenAPI document", ops::openapi(api)).await;
+
+    // Uploads add resources after the checks of the corpus' counts and change log, and delete
+    // them again before the deletion steps, which count what remains.
+    let scratch = work.join("uploads");
+    let tally = uploads::Tally::default();
+    steps
+        .run(
+            "upload: a file",
+            uploads::round_trip(api, blob_root, &scratch, &tally),
+        )
+        .await;
+    steps
+        .run(
+            "upload: a ZIP",
+            uploads::zip(api, c, blob_root, &scratch, &tally),
+        )
+        .await;
+    steps
+        .run(
+            "upload: refusals",
+            uploads::refusals(api, blob_root, &scratch),
+        )
+        .await;
+    steps.run("metrics", ops::metrics(api, c, &tally)).await;
 
     let since = delete::last_seq(api).await;
     let deleting = delete::Deleting::new(api, c, blob_root);
@@ -162,5 +226,5 @@ async fn exercise(server: &Server, blob_root: &Path, work: &Path) {
     steps
         .run("delete: changes", delete::changes(&deleting, since))
         .await;
-    steps.finish();
+    steps
 }

@@ -202,6 +202,11 @@ impl Api {
         }
     }
 
+    /// Another client of the same server, with its own connections.
+    pub fn fresh(&self) -> Api {
+        Api::new(self.base.clone())
+    }
+
     pub async fn request(
         &self,
         method: Method,
@@ -210,6 +215,22 @@ impl Api {
         body: Option<Vec<u8>>,
     ) -> Reply {
         let what = format!("{method} {path}");
+        self.send(method, path, headers, body.map(reqwest::Body::from))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// Like [`Api::request`], but a transport error (connection refused or cut, even while the
+    /// body is read) is returned instead of failing the test. A streamed body
+    /// (`reqwest::Body::wrap_stream`) goes out chunked, without a Content-Length.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<reqwest::Body>,
+    ) -> Result<Reply, reqwest::Error> {
+        let what = format!("{method} {path}");
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -217,23 +238,16 @@ impl Api {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: reading the body: {e}"))
-            .to_vec();
-        Reply {
+        let body = response.bytes().await?.to_vec();
+        Ok(Reply {
             what,
             status,
             headers,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {
