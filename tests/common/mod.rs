@@ -40,3 +40,22 @@ pub fn missing(what: &str) -> bool {
     eprintln!("skipping: {what}");
     false
 }
+
+/// Long enough for a loaded 2-core machine; polls end as soon as the condition holds.
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Polls `probe` every 20 ms until it yields a value, or panics after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,10 +1,8 @@
 //! What the fault tests share: DIMSE status codes, polling, starting a site, data sets and the
 //! C-STOREs that carry them, and associations run on the blocking pool.
 
-use std::future::Future;
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use dicom_object::InMemDicomObject;
 
@@ -25,24 +23,7 @@ pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 /// Presentation contexts an association proposes: (abstract syntax, transfer syntaxes).
 pub type Contexts = &'static [(&'static str, &'static [&'static str])];
 
-/// Long enough for a loaded 2-core machine; polls end as soon as the condition holds.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `probe` every 20 ms until it yields a value, or panics after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use crate::common::eventually;
 
 // ---------------------------------------------------------------------------------------------
 // Sites

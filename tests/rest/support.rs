@@ -338,24 +338,7 @@ impl Steps {
     }
 }
 
-/// Long enough for a loaded 2-core machine; polls end as soon as the condition holds.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `probe` every 50 ms until it yields a value, or panics after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use crate::common::eventually;
 
 // ---------------------------------------------------------------------------------------------
 // Files and JSON
