@@ -11,6 +11,8 @@ CREATE INDEX studies_last_update ON studies (last_update);
 -- Case-insensitive matching of names (Orthanc matches PatientName without regard to case).
 ALTER TABLE patients ADD COLUMN patient_name_folded TEXT NOT NULL DEFAULT '';
 UPDATE patients SET patient_name_folded = UPPER(patient_name);
+-- Serves prefix searches ("SMI*"), the common case in a study list.
+CREATE INDEX patients_name_folded ON patients (patient_name_folded text_pattern_ops);
 
 -- Whether an instance has pixel data: `/tags` lists the element without reading it.
 ALTER TABLE instances ADD COLUMN has_pixel_data BIGINT NOT NULL DEFAULT 0;
