@@ -376,10 +376,9 @@ impl Index {
         } else {
             format!("{} r", level.table())
         };
-        let limit = statement.bind(String::new());
-        let offset = statement.bind(String::new());
         let sql = format!(
-            "SELECT {select} FROM {from}{joins} {where_} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            "SELECT {select} FROM {from}{joins} {where_} ORDER BY {order} {page}",
+            page = super::read::page_clause(request.since, request.limit),
             joins = statement.join_clause(),
             where_ = if statement.conditions.is_empty() {
                 String::new()
@@ -388,15 +387,10 @@ impl Index {
             },
             order = order.join(", "),
         );
-        // The last two parameters are numbers; the others text.
-        let text_binds = &statement.binds[..statement.binds.len() - 2];
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for value in text_binds {
+        for value in &statement.binds {
             query = query.bind(value.as_str());
         }
-        let query = query
-            .bind(super::read::page_limit(request.limit))
-            .bind(request.since.min(i64::MAX as u64) as i64);
         let rows = query
             .fetch_all(&self.pool)
             .await

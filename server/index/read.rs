@@ -179,12 +179,11 @@ impl Index {
         limit: Option<u64>,
     ) -> Result<Vec<String>, IndexError> {
         let sql = format!(
-            "SELECT id FROM {} ORDER BY id LIMIT $1 OFFSET $2",
-            level.table()
+            "SELECT id FROM {} ORDER BY id {}",
+            level.table(),
+            page_clause(since, limit)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(page_limit(limit))
-            .bind(since as i64)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -200,12 +199,11 @@ impl Index {
         limit: Option<u64>,
     ) -> Result<Vec<Resource>, IndexError> {
         let sql = format!(
-            "{} ORDER BY r.id LIMIT $1 OFFSET $2",
-            select_resource(level)
+            "{} ORDER BY r.id {}",
+            select_resource(level),
+            page_clause(since, limit)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(page_limit(limit))
-            .bind(since as i64)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|row| decode_resource(level, row)).collect()
@@ -312,10 +310,14 @@ impl Index {
     }
 }
 
-/// SQL's LIMIT for an optional limit (both backends take -1 or a huge value as "no limit"
-/// differently, so "none" becomes the largest value both accept).
-pub(super) fn page_limit(limit: Option<u64>) -> i64 {
-    limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64)
+/// `LIMIT … OFFSET …` written into the statement rather than bound: with the limit a parameter,
+/// PostgreSQL's generic plan (used after a few runs of a prepared statement) cannot know the
+/// page is small and may sort every match before cutting. Both are integers of ours.
+pub(super) fn page_clause(since: u64, limit: Option<u64>) -> String {
+    // SQLite needs a LIMIT before an OFFSET; the largest value means none in both.
+    let limit = limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64);
+    let offset = since.min(i64::MAX as u64);
+    format!("LIMIT {limit} OFFSET {offset}")
 }
 
 /// A series to put in an archive, with the main tags its folders are named after.
