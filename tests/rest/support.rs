@@ -202,6 +202,38 @@ impl Api {
         }
     }
 
+    /// Sends `head` (request line and headers, without the blank line) and no body on a
+    /// connection of its own, and returns the status code and the lowercased headers of the
+    /// answer. For answers the server gives before reading a body: with reqwest the server's
+    /// close can race the client still writing the body, and the client then reports an error.
+    pub async fn head_only(&self, head: &str) -> (u16, Vec<(String, String)>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect to the HTTP listener");
+        let request = format!("{head}\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and closes within 30 s")
+            .expect("read the answer");
+        let text = String::from_utf8_lossy(&answer);
+        let head = text.split("\r\n\r\n").next().unwrap_or("");
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{head:?}: no status line"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (status, headers)
+    }
+
     /// Another client of the same server, with its own connections.
     pub fn fresh(&self) -> Api {
         Api::new(self.base.clone())
