@@ -14,19 +14,21 @@ const SWEEP_BATCH: u32 = 500;
 
 /// Removes `keys` from the blob store and from the queue; failures stay queued and are logged.
 pub async fn remove_blobs(index: &Index, blobs: &dyn BlobStore, keys: &[String]) -> usize {
-    let mut removed = 0;
+    let mut removed = Vec::with_capacity(keys.len());
     for key in keys {
         match blobs.delete(key).await {
-            Ok(()) => match index.blob_deleted(key).await {
-                Ok(()) => removed += 1,
-                Err(e) => tracing::warn!(blob = key, error = %e, "blob removed but still queued"),
-            },
+            Ok(()) => removed.push(key.clone()),
             Err(e) => {
                 tracing::warn!(blob = key, error = %e, "could not remove a blob; will retry");
             }
         }
     }
-    removed
+    if let Err(e) = index.blobs_deleted(&removed).await {
+        // Harmless: the next sweep removes them again (deleting a missing blob succeeds).
+        tracing::warn!(blobs = removed.len(), error = %e, "blobs removed but still queued");
+        return 0;
+    }
+    removed.len()
 }
 
 /// One pass over the queue. Returns how many blobs were removed.

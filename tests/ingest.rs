@@ -7,12 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::dcmtk;
 use common::dicomgen::{self, Depth, Instance, Spec, Syntax};
 use common::pg::PgCluster;
 use common::s3::{self, S3Server};
 use common::server::{Server, ServerConfig};
-use sha1::{Digest, Sha1};
+use common::{dcmtk, orthanc_id};
 use sqlx::{AnyPool, Row};
 
 /// Where a test finds what the server stored.
@@ -71,19 +70,6 @@ impl Cloud {
             blob_path: Box::new(move |key| root.join(key)),
         }
     }
-}
-
-/// Orthanc's ID formula, written again here independently of the server's code.
-fn orthanc_id(parts: &[&str]) -> String {
-    let hex = hex::encode(Sha1::digest(parts.join("|").as_bytes()));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..16],
-        &hex[16..24],
-        &hex[24..32],
-        &hex[32..40]
-    )
 }
 
 /// A set of studies: 3 patients, 4 studies, one series per transfer syntax the kit can produce,

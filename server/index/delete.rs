@@ -161,12 +161,21 @@ impl Index {
             .collect()
     }
 
-    /// Marks a queued blob as removed from the blob store.
-    pub async fn blob_deleted(&self, blob_key: &str) -> Result<(), IndexError> {
-        sqlx::query("DELETE FROM blob_deletions WHERE blob_key = $1")
-            .bind(blob_key)
-            .execute(&self.writer)
-            .await?;
+    /// Marks queued blobs as removed from the blob store: one statement per few hundred keys.
+    pub async fn blobs_deleted(&self, blob_keys: &[String]) -> Result<(), IndexError> {
+        for chunk in blob_keys.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            // Only placeholders are formatted into the statement; the keys are bound.
+            let sql = format!(
+                "DELETE FROM blob_deletions WHERE blob_key IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(key);
+            }
+            query.execute(&self.writer).await?;
+        }
         Ok(())
     }
 }

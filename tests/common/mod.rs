@@ -11,6 +11,21 @@ pub mod s3;
 pub mod scu;
 pub mod server;
 
+/// Orthanc's resource ID: SHA-1 of the `|`-joined identifiers, lowercase hex in five groups of
+/// eight (core `DicomInstanceHasher`), written again here independently of the server's code.
+pub fn orthanc_id(parts: &[&str]) -> String {
+    use sha1::Digest;
+    let hex = hex::encode(sha1::Sha1::digest(parts.join("|").as_bytes()));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..16],
+        &hex[16..24],
+        &hex[24..32],
+        &hex[32..40]
+    )
+}
+
 /// True when running under CI, where a missing external tool must fail the test instead of skipping it.
 pub fn is_ci() -> bool {
     std::env::var("CI")

@@ -26,8 +26,9 @@ use serde_json::{Value, json};
 
 use crate::common::dcmtk;
 use crate::common::dicomgen::{self, Depth, Spec, Syntax};
+use crate::common::orthanc_id;
 use crate::common::server::Server;
-use crate::support::{Level, orthanc_id};
+use crate::support::Level;
 
 pub struct PatientPlan {
     pub id: &'static str,

@@ -24,8 +24,24 @@ pub async fn not_found(api: &Api, corpus: &Corpus) {
         paths.push(level.path(UNKNOWN_ID));
         paths.push(format!("{}/statistics", level.path(UNKNOWN_ID)));
     }
+    // Path traversal, percent-encoded (IDs are looked up in the index, never used as paths).
+    for encoded in ["..%2F..%2F..%2Fetc%2Fpasswd", "%2e%2e", "..%5C..%5Cwindows"] {
+        paths.push(format!("/instances/{encoded}/file"));
+        paths.push(format!("/studies/{encoded}/archive"));
+    }
     for path in paths {
         api.get(&path).await.assert_error(404);
+    }
+    // And raw, as clients that do not normalise dot segments send it.
+    for raw in [
+        "/instances/../../../../etc/passwd",
+        "/instances/../../../../etc/passwd/file",
+        "/../../../../etc/passwd",
+    ] {
+        let (status, _) = api
+            .head_only(&format!("GET {raw} HTTP/1.1\r\nConnection: close"))
+            .await;
+        assert_eq!(status, 404, "GET {raw}");
     }
 }
 

@@ -12,7 +12,6 @@ use futures::FutureExt;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use sha1::{Digest, Sha1};
 
 /// The levels of the DICOM hierarchy, with the names Orthanc's JSON uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,20 +88,6 @@ impl Level {
     pub fn above(self) -> impl Iterator<Item = Level> {
         Level::ALL.into_iter().filter(move |l| *l < self)
     }
-}
-
-/// Orthanc's resource ID: SHA-1 of the `|`-joined identifiers, lowercase hex in five groups of
-/// eight (core `DicomInstanceHasher`), written again here independently of the server's code.
-pub fn orthanc_id(parts: &[&str]) -> String {
-    let hex = hex::encode(Sha1::digest(parts.join("|").as_bytes()));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..16],
-        &hex[16..24],
-        &hex[24..32],
-        &hex[32..40]
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,7 +189,8 @@ impl Api {
 
     /// Sends `head` (request line and headers, without the blank line) and no body on a
     /// connection of its own, and returns the status code and the lowercased headers of the
-    /// answer. For answers the server gives before reading a body: with reqwest the server's
+    /// answer, read until the server closes (send `Connection: close` unless the server
+    /// closes by itself). For answers the server gives before reading a body: with reqwest the server's
     /// close can race the client still writing the body, and the client then reports an error.
     pub async fn head_only(&self, head: &str) -> (u16, Vec<(String, String)>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

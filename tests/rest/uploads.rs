@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use crate::changes::{self, all_since};
 use crate::common::dicomgen::{Depth, Spec};
+use crate::common::orthanc_id;
 use crate::corpus::Corpus;
 use crate::delete::last_seq;
-use crate::support::{Api, Level, eventually, files_under, keys, orthanc_id, set};
+use crate::support::{Api, Level, eventually, files_under, keys, set};
 
 /// The upload limit the REST servers run with (`ORTHWEB_MAX_UPLOAD_MIB`).
 pub const MAX_UPLOAD_MIB: u64 = 1;
