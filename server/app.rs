@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use axum::serve::{Listener, ListenerExt};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -16,6 +17,7 @@ use crate::http::{AppState, router};
 use crate::index::Index;
 use crate::ingest::Ingest;
 use crate::storage::{self, BlobStore, S3Options};
+use crate::tls::{Certificate, TlsListener};
 
 /// The index, the blob store and the ingest pipeline on them: what the server and
 /// `orthweb import` share.
@@ -57,48 +59,110 @@ impl Storage {
 /// A server with its listeners bound, ready to run.
 pub struct Application {
     dicom: DicomServer,
-    http: TcpListener,
+    http: HttpListener,
+    /// Plain HTTP that only redirects to HTTPS.
+    redirect: Option<TcpListener>,
+    certificate: Option<Arc<Certificate>>,
     state: AppState,
+}
+
+enum HttpListener {
+    Plain(TcpListener),
+    Tls(TlsListener),
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::tls::install_crypto_provider();
         let Storage {
             index,
             blobs,
             ingest,
         } = Storage::open(&settings).await?;
+        let certificate = match settings.https || settings.dicom_tls {
+            true => Some(Certificate::from_settings(&settings)?),
+            false => None,
+        };
+        let dicom_tls = match (&certificate, settings.dicom_tls) {
+            (Some(certificate), true) => {
+                let client_ca = Some(settings.dicom_tls_client_ca.as_str())
+                    .filter(|p| !p.is_empty())
+                    .map(Path::new);
+                Some(certificate.dicom_config(client_ca)?)
+            }
+            _ => None,
+        };
         let services = Services {
             ingest: ingest.clone(),
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
         };
-        let dicom = DicomServer::bind(&settings, services)
-            .await
-            .with_context(|| format!("cannot listen for DICOM on {}", settings.dicom_listen))?;
-        let http = TcpListener::bind(settings.http_listen)
+        let dicom = DicomServer::bind(&settings, services, dicom_tls).await?;
+        let listener = TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", settings.http_listen))?;
+        let http_port = listener.local_addr()?.port();
+        let http = match (&certificate, settings.https) {
+            (Some(certificate), true) => {
+                HttpListener::Tls(TlsListener::new(listener, certificate.https_config())?)
+            }
+            _ => HttpListener::Plain(listener),
+        };
+        let redirect = match (settings.https, settings.redirect_listen()?) {
+            (true, Some(address)) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTP redirects on {address}"))?,
+            ),
+            _ => None,
+        };
+        // Users, sessions and the audit trail; creates the first admin when the HTTP listener
+        // is reachable from other hosts and nobody could sign in.
+        let auth = crate::auth::Auth::start(&settings, index.clone()).await?;
         let state = AppState {
-            dicom_port: dicom.local_addr()?.port(),
-            http_port: http.local_addr()?.port(),
+            dicom_port: dicom
+                .local_addr()
+                .or(dicom.tls_addr())
+                .map_or(0, |a| a.port()),
+            http_port,
             settings: Arc::new(settings),
             index,
             blobs,
             ingest,
+            auth,
         };
-        Ok(Application { dicom, http, state })
+        Ok(Application {
+            dicom,
+            http,
+            redirect,
+            certificate,
+            state,
+        })
     }
 
-    pub fn dicom_addr(&self) -> SocketAddr {
-        self.dicom
-            .local_addr()
-            .expect("a bound listener has an address")
+    /// What is listening where, in one line: `dicom=… dicom-tls=… http=… redirect=…` (absent
+    /// listeners left out), with `https` after the HTTP address when it is TLS.
+    pub fn listening(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(address) = self.dicom.local_addr() {
+            parts.push(format!("dicom={address}"));
+        }
+        if let Some(address) = self.dicom.tls_addr() {
+            parts.push(format!("dicom-tls={address}"));
+        }
+        match &self.http {
+            HttpListener::Plain(l) => parts.push(format!("http={}", Self::address(l.local_addr()))),
+            HttpListener::Tls(l) => {
+                parts.push(format!("http={} https", Self::address(l.local_addr())))
+            }
+        }
+        if let Some(redirect) = &self.redirect {
+            parts.push(format!("redirect={}", Self::address(redirect.local_addr())));
+        }
+        parts.join(" ")
     }
 
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("a bound listener has an address")
+    fn address(address: std::io::Result<SocketAddr>) -> String {
+        address.map_or_else(|e| format!("?({e})"), |a| a.to_string())
     }
 
     /// Serves until SIGINT or SIGTERM.
@@ -108,15 +172,74 @@ impl Application {
             self.state.blobs.clone(),
             Duration::from_secs(self.state.settings.blob_sweep_secs),
         );
-        let app = router(self.state);
-        let http = axum::serve(self.http, app).with_graceful_shutdown(shutdown_signal());
+        if let Some(certificate) = &self.certificate {
+            certificate.spawn_reloader(Duration::from_secs(2));
+        }
+        if let Some(redirect) = self.redirect {
+            let settings = &self.state.settings;
+            let target = redirect_target(&settings.site_name, self.state.http_port);
+            tokio::spawn(async move {
+                let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                    let target = target.clone();
+                    async move { redirect_to_https(&target, &uri) }
+                });
+                if let Err(e) = axum::serve(redirect, app).await {
+                    warn!(error = %e, "the HTTP redirect listener stopped");
+                }
+            });
+        }
+        let auth = self.state.auth.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let http = async move {
+            match self.http {
+                HttpListener::Plain(l) => {
+                    axum::serve(l, app)
+                        .with_graceful_shutdown(shutdown_signal())
+                        .await
+                }
+                HttpListener::Tls(l) => {
+                    // Tapped: axum gives the peer address to handlers (ConnectInfo) for any
+                    // tapped listener, but for untapped ones only for its own TcpListener.
+                    axum::serve(l.tap_io(|_| ()), app)
+                        .with_graceful_shutdown(shutdown_signal())
+                        .await
+                }
+            }
+        };
         tokio::select! {
             result = http => result.context("HTTP server failed")?,
             () = self.dicom.run() => {}
         }
+        // What the last requests did goes to the index before the process ends.
+        auth.audit.flush().await;
         info!("stopped");
         Ok(())
     }
+}
+
+/// `https://site[:port]`, the port left out when it is HTTPS' own.
+fn redirect_target(site_name: &str, port: u16) -> String {
+    let host = match site_name.contains(':') {
+        true => format!("[{site_name}]"),
+        false => site_name.to_string(),
+    };
+    match port {
+        443 => format!("https://{host}"),
+        port => format!("https://{host}:{port}"),
+    }
+}
+
+/// Sends a plain HTTP request to the same path over HTTPS (308 keeps the method and body). The
+/// host is the configured site name, never the request's Host header, so the redirect cannot
+/// be pointed elsewhere.
+fn redirect_to_https(target: &str, uri: &axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    (
+        axum::http::StatusCode::PERMANENT_REDIRECT,
+        [(axum::http::header::LOCATION, format!("{target}{path}"))],
+    )
+        .into_response()
 }
 
 async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {

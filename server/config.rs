@@ -37,6 +37,12 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/index.sqlite`.
     pub index_url: String,
+    /// Password of the index database, when `index_url` carries none (so that the URL can sit
+    /// in a config file while the password comes from the environment).
+    pub index_password: Secret,
+    /// File holding that password (a Secrets Manager export, a Kubernetes secret); trailing
+    /// newline ignored.
+    pub index_password_file: String,
     /// `file:///DIR` or `s3://bucket/prefix`; empty means `file://<data_dir>/blobs`.
     pub storage_url: String,
     /// Server-side encryption asked of S3: "" (bucket default), "AES256" or "aws:kms".
@@ -49,12 +55,24 @@ pub struct Settings {
     pub s3_path_style: bool,
     /// Address of the DICOM listener.
     pub dicom_listen: SocketAddr,
+    /// Serve plain (unencrypted) DICOM on `dicom_listen`; turn off to serve DICOM TLS only.
+    pub dicom_plain: bool,
+    /// Serve DICOM TLS on `dicom_tls_listen`, with the certificate of `tls_cert_file`.
+    pub dicom_tls: bool,
+    /// Address of the DICOM TLS listener.
+    pub dicom_tls_listen: SocketAddr,
+    /// PEM bundle of the CAs whose client certificates DICOM TLS peers must present (mutual
+    /// TLS); empty accepts peers without a certificate.
+    pub dicom_tls_client_ca: String,
     /// Our AE title.
     pub aet: String,
     /// Refuse associations whose called AE title is not ours.
     pub check_called_aet: bool,
     /// Calling AE titles allowed to associate; empty allows any.
     pub allowed_calling_aets: Vec<String>,
+    /// Per-peer rules (`[[dicom_peers]]`: calling AE title, source address ranges, may
+    /// store or only echo). Empty admits any peer that passes the AE title checks.
+    pub dicom_peers: Vec<crate::dicom::PeerRule>,
     /// Accept storage of SOP classes we do not know (Orthanc does by default).
     pub accept_unknown_sop_classes: bool,
     /// Largest PDU we accept, in bytes (at least 65536: dcmtk's association requests are larger
@@ -66,14 +84,36 @@ pub struct Settings {
     pub max_associations: usize,
     /// What to do with a second copy of a stored instance.
     pub overwrite: OverwritePolicy,
-    /// Address of the HTTP listener.
+    /// Address of the HTTP listener (HTTPS when `https` is on).
     pub http_listen: SocketAddr,
+    /// The name clients reach the site by: the self-signed certificate is made for it and
+    /// HTTP is redirected to it.
+    pub site_name: String,
+    /// Serve the HTTP API over TLS (1.2 and 1.3 only), with HSTS.
+    pub https: bool,
+    /// PEM certificate chain for HTTPS and DICOM TLS, reloaded when it changes or on SIGHUP.
+    /// Empty (with `tls_key_file`) means a self-signed certificate for `site_name`, made at
+    /// first start under `<data_dir>/tls`.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// When set (and `https` is on), a plain HTTP listener here (host:port) that redirects
+    /// to HTTPS; empty for none.
+    pub http_redirect_listen: String,
     /// Largest request body accepted over HTTP (uploads), in MiB.
     pub max_upload_mib: u64,
     /// Seconds without a new instance after which a patient, study or series is stable.
     pub stable_age_secs: u64,
     /// Seconds between retries of blob removals that failed (a bucket that was away, say).
     pub blob_sweep_secs: u64,
+    /// Hours a UI session (cookie) lasts.
+    pub session_hours: u64,
+    /// Milliseconds a failed sign-in waits before its answer.
+    pub auth_fail_delay_ms: u64,
+    /// Failed sign-ins from one address within `auth_fail_window_secs` after which its
+    /// credentialed requests are refused (429) until the window passes.
+    pub auth_fail_limit: u32,
+    pub auth_fail_window_secs: u64,
     /// `text` for a terminal, `json` for a log collector.
     pub log_format: LogFormat,
 }
@@ -83,26 +123,53 @@ impl Default for Settings {
         Settings {
             data_dir: PathBuf::from("./orthweb-data"),
             index_url: String::new(),
+            index_password: Secret::default(),
+            index_password_file: String::new(),
             storage_url: String::new(),
             s3_sse: String::new(),
             s3_kms_key_id: String::new(),
             s3_multipart_mib: 64,
             s3_path_style: false,
             dicom_listen: "0.0.0.0:4242".parse().expect("valid literal"),
+            dicom_plain: true,
+            dicom_tls: false,
+            dicom_tls_listen: "0.0.0.0:11112".parse().expect("valid literal"),
+            dicom_tls_client_ca: String::new(),
             aet: "ORTHWEB".into(),
             check_called_aet: false,
             allowed_calling_aets: Vec::new(),
+            dicom_peers: Vec::new(),
             accept_unknown_sop_classes: true,
             max_pdu_length: 131_072,
             dicom_timeout_secs: 60,
             max_associations: 64,
             overwrite: OverwritePolicy::Never,
             http_listen: "127.0.0.1:8042".parse().expect("valid literal"),
+            site_name: "localhost".into(),
+            https: false,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            http_redirect_listen: String::new(),
             max_upload_mib: 2048,
             stable_age_secs: 60,
             blob_sweep_secs: 60,
+            session_hours: 12,
+            auth_fail_delay_ms: 300,
+            auth_fail_limit: 10,
+            auth_fail_window_secs: 300,
             log_format: LogFormat::Text,
         }
+    }
+}
+
+/// A secret setting: shown as `***` by `Debug`, so it cannot reach a log by accident.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
     }
 }
 
@@ -126,12 +193,20 @@ impl Settings {
         if let Some(path) = config_file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let settings: Settings = figment
+        let mut settings: Settings = figment
             .merge(Env::prefixed("ORTHWEB_").ignore(&["config"]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(Box::new)?;
         settings.validate()?;
+        if !settings.index_password_file.is_empty() {
+            let path = &settings.index_password_file;
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {
+                key: "index_password_file",
+                reason: format!("cannot read {path}: {e}"),
+            })?;
+            settings.index_password = Secret(text.trim_end_matches(['\r', '\n']).to_string());
+        }
         Ok(settings)
     }
 
@@ -141,6 +216,30 @@ impl Settings {
             return Err(ConfigError::Value {
                 key: "aet",
                 reason: "an AE title has 1 to 16 characters".into(),
+            });
+        }
+        let site = &self.site_name;
+        if site.is_empty()
+            || site.len() > 253
+            || !site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        {
+            return Err(ConfigError::Value {
+                key: "site_name",
+                reason: "a host name (letters, digits, '.', '-') or an IP address".into(),
+            });
+        }
+        if self.redirect_listen().is_err() {
+            return Err(ConfigError::Value {
+                key: "http_redirect_listen",
+                reason: "host:port, or empty for none".into(),
+            });
+        }
+        if !self.dicom_plain && !self.dicom_tls {
+            return Err(ConfigError::Value {
+                key: "dicom_plain",
+                reason: "with dicom_tls off too, nothing would receive DICOM".into(),
             });
         }
         if self.max_pdu_length < 65_536 {
@@ -164,12 +263,29 @@ impl Settings {
         Ok(())
     }
 
-    /// The index URL with the default filled in.
+    /// The index URL with the default filled in, and `index_password` in it when the URL has
+    /// none. It holds the password: log only [`redact_url`] of it.
     pub fn index_url(&self) -> String {
         if self.index_url.is_empty() {
-            format!("sqlite://{}", self.data_dir.join("index.sqlite").display())
-        } else {
-            self.index_url.clone()
+            return format!("sqlite://{}", self.data_dir.join("index.sqlite").display());
+        }
+        match url::Url::parse(&self.index_url) {
+            Ok(mut url) if url.password().is_none() && !self.index_password.0.is_empty() => {
+                // Percent-encodes as needed; fails only for URLs without a host.
+                match url.set_password(Some(&self.index_password.0)) {
+                    Ok(()) => url.to_string(),
+                    Err(()) => self.index_url.clone(),
+                }
+            }
+            _ => self.index_url.clone(),
+        }
+    }
+
+    /// The address of the HTTP→HTTPS redirect listener, if there is one.
+    pub fn redirect_listen(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        match self.http_redirect_listen.trim() {
+            "" => Ok(None),
+            address => address.parse().map(Some),
         }
     }
 
@@ -260,6 +376,28 @@ mod tests {
             .filter(|l| !l.starts_with('#') && l.contains(" = "))
             .count();
         assert_eq!(documented, keys, "every key appears once in the sample");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn the_index_password_comes_from_a_file_into_the_url() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pw", "s3cr:t/pw\n")?;
+            jail.set_env("ORTHWEB_INDEX_URL", "postgres://orthweb@db:5432/pacs");
+            jail.set_env("ORTHWEB_INDEX_PASSWORD_FILE", "pw");
+            let s = Settings::load(None, Flags::default()).unwrap();
+            assert_eq!(
+                s.index_url(),
+                "postgres://orthweb:s3cr%3At%2Fpw@db:5432/pacs"
+            );
+            assert!(
+                !format!("{s:?}").contains("s3cr"),
+                "Debug shows no password"
+            );
+            jail.set_env("ORTHWEB_INDEX_PASSWORD_FILE", "missing");
+            assert!(Settings::load(None, Flags::default()).is_err());
+            Ok(())
+        });
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! See `docs/ARCHITECTURE.md` for how the modules fit together.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod dicom;
 pub mod http;
@@ -16,3 +17,4 @@ pub mod main_tags;
 pub mod metrics;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use anyhow::Context;
 use orthweb::app::{Application, Storage};
-use orthweb::config::Settings;
+use orthweb::config::{Settings, redact_url};
 use orthweb::index::Index;
 
 #[derive(Parser)]
@@ -33,6 +34,122 @@ enum Command {
     Migrate(Flags),
     /// Import DICOM files, folders (recursively) and ZIPs into the archive, as if received.
     Import(ImportArgs),
+    /// Manage the users of the REST API and the UI (kept in the index).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `orthweb user …`. Passwords come from `--password-file` (its first line) or, without it,
+/// from one line of standard input; they have at least 12 characters.
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        /// The user's name (no spaces, no ':').
+        name: String,
+        /// admin (everything) or viewer (read only).
+        #[arg(long)]
+        role: String,
+        /// Read the password from this file's first line instead of standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Change a user's password (and end their sessions).
+    Passwd {
+        name: String,
+        /// Read the password from this file's first line instead of standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Remove a user with their API tokens and sessions (never the last admin).
+    Remove {
+        name: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// List users: name, role, creation time.
+    List {
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Print a new API token for a user (`Authorization: Bearer TOKEN`); shown only once.
+    Token {
+        name: String,
+        /// What the token is for, kept beside it.
+        #[arg(long, default_value = "")]
+        label: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Revoke every API token of a user.
+    RevokeTokens {
+        name: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+impl UserCommand {
+    fn into_parts(self) -> (Flags, Task) {
+        let (flags, action) = match self {
+            UserCommand::Add {
+                name,
+                role,
+                password_file,
+                flags,
+            } => (
+                flags,
+                UserTask::Add {
+                    name,
+                    role,
+                    password_file,
+                },
+            ),
+            UserCommand::Passwd {
+                name,
+                password_file,
+                flags,
+            } => (
+                flags,
+                UserTask::Passwd {
+                    name,
+                    password_file,
+                },
+            ),
+            UserCommand::Remove { name, flags } => (flags, UserTask::Remove { name }),
+            UserCommand::List { flags } => (flags, UserTask::List),
+            UserCommand::Token { name, label, flags } => (flags, UserTask::Token { name, label }),
+            UserCommand::RevokeTokens { name, flags } => (flags, UserTask::RevokeTokens { name }),
+        };
+        (flags, Task::User(action))
+    }
+}
+
+enum UserTask {
+    Add {
+        name: String,
+        role: String,
+        password_file: Option<PathBuf>,
+    },
+    Passwd {
+        name: String,
+        password_file: Option<PathBuf>,
+    },
+    Remove {
+        name: String,
+    },
+    List,
+    Token {
+        name: String,
+        label: String,
+    },
+    RevokeTokens {
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -51,6 +168,7 @@ enum Task {
     Serve,
     Migrate,
     Import { paths: Vec<PathBuf>, jobs: usize },
+    User(UserTask),
 }
 
 /// Flags that override the settings file and the environment. Absent flags are left out, so
@@ -88,6 +206,7 @@ fn main() -> ExitCode {
     let (flags, task) = match cli.command {
         Command::Serve(flags) => (flags, Task::Serve),
         Command::Migrate(flags) => (flags, Task::Migrate),
+        Command::User(command) => command.into_parts(),
         Command::Import(args) => (
             args.flags,
             Task::Import {
@@ -119,6 +238,7 @@ fn main() -> ExitCode {
             Task::Serve => run_server(settings).await,
             Task::Migrate => migrate(settings).await,
             Task::Import { paths, jobs } => import(settings, &paths, jobs).await,
+            Task::User(task) => user(settings, task).await,
         }
     });
     match result {
@@ -135,22 +255,43 @@ async fn run_server(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     // One line on stdout once both listeners are bound: people read it, and tests started
     // with port 0 read the real ports from it.
-    println!(
-        "orthweb ready: dicom={} http={}",
-        app.dicom_addr(),
-        app.http_addr()
-    );
+    println!("orthweb ready: {}", app.listening());
     app.run_until_stopped().await
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let url = settings.index_url();
-    Index::open(&url).await?;
-    println!(
-        "orthweb: index at {} is up to date",
-        orthweb::config::redact_url(&url)
-    );
+    Index::open(&url)
+        .await
+        .with_context(|| format!("cannot open the index at {}", redact_url(&url)))?;
+    println!("orthweb: index at {} is up to date", redact_url(&url));
     Ok(())
+}
+
+async fn user(settings: Settings, task: UserTask) -> anyhow::Result<()> {
+    use orthweb::auth::cli;
+    let index = Index::open(&settings.index_url()).await?;
+    match task {
+        UserTask::Add {
+            name,
+            role,
+            password_file,
+        } => {
+            let password = cli::read_password(password_file.as_deref())?;
+            cli::add(&index, &name, &role, password).await
+        }
+        UserTask::Passwd {
+            name,
+            password_file,
+        } => {
+            let password = cli::read_password(password_file.as_deref())?;
+            cli::passwd(&index, &name, password).await
+        }
+        UserTask::Remove { name } => cli::remove(&index, &name).await,
+        UserTask::List => cli::list(&index).await,
+        UserTask::Token { name, label } => cli::token(&index, &name, &label).await,
+        UserTask::RevokeTokens { name } => cli::revoke_tokens(&index, &name).await,
+    }
 }
 
 async fn import(settings: Settings, paths: &[PathBuf], jobs: usize) -> anyhow::Result<()> {

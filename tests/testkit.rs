@@ -385,3 +385,17 @@ async fn dcmtk_wrappers_run_the_tools() {
         "{text}"
     );
 }
+
+/// The log check every `Server` runs when dropped finds the kit's secrets in any position,
+/// URL-encoded or not, and nothing in a clean log.
+#[test]
+fn server_logs_are_searched_for_the_secrets() {
+    use common::server::{SECRETS, leaked_secrets};
+    assert!(
+        leaked_secrets("INFO storage ready index=postgres://orthweb:***@127.0.0.1/x").is_empty()
+    );
+    for secret in SECRETS {
+        let log = format!("WARN connect failed url=postgres://u:{secret}@h/db\n");
+        assert_eq!(leaked_secrets(&log), vec![secret]);
+    }
+}

@@ -55,6 +55,8 @@ pub struct Handler<'a, S> {
     association: AsyncServerAssociation<S>,
     services: &'a Services,
     peer: SocketAddr,
+    /// Whether the peer rules let this peer store.
+    may_store: bool,
 }
 
 impl<'a, S> Handler<'a, S>
@@ -65,11 +67,13 @@ where
         association: AsyncServerAssociation<S>,
         services: &'a Services,
         peer: SocketAddr,
+        may_store: bool,
     ) -> Self {
         Handler {
             association,
             services,
             peer,
+            may_store,
         }
     }
 
@@ -259,6 +263,12 @@ where
         abstract_syntax: &str,
         transfer_syntax: &str,
     ) -> Result<Box<Spool>, (u16, String)> {
+        if !self.may_store {
+            return Err((
+                status::NOT_AUTHORIZED,
+                "this peer may not store (dicom_peers)".into(),
+            ));
+        }
         if request.sop_instance_uid.is_empty() {
             return Err((
                 status::CANNOT_UNDERSTAND,

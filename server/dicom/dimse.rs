@@ -26,6 +26,8 @@ pub mod status {
     pub const CANNOT_UNDERSTAND: u16 = 0xC000;
     /// Refused: SOP class not supported.
     pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
+    /// Refused: not authorized (a general status of PS3.7 Annex C).
+    pub const NOT_AUTHORIZED: u16 = 0x0124;
     /// Unrecognized operation: a command we do not provide.
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 }

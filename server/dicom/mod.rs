@@ -2,84 +2,72 @@
 
 mod association;
 pub mod dimse;
+mod peers;
 pub mod syntaxes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use dicom_ul::association::Association;
-use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
-use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
+use dicom_ul::association::server::ServerAssociationOptions;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 pub use association::Services;
+use peers::PeerPolicy;
+pub use peers::PeerRule;
 
 use crate::config::Settings;
 
-/// Who may open an association: our called AE title (optionally checked) and a list of
-/// calling AE titles (empty allows any).
-#[derive(Debug, Clone)]
-struct PeerPolicy {
-    check_called: bool,
-    allowed_calling: Vec<String>,
-}
+type Options = ServerAssociationOptions<
+    'static,
+    PeerPolicy,
+    dicom_ul::association::server::DefaultNegotiation,
+>;
 
-impl AccessControl for PeerPolicy {
-    fn check_access(
-        &self,
-        this_ae_title: &str,
-        calling_ae_title: &str,
-        called_ae_title: &str,
-        _user_identity: Option<&UserIdentity>,
-    ) -> Result<(), AssociationRJServiceUserReason> {
-        if self.check_called && called_ae_title.trim() != this_ae_title.trim() {
-            warn!(
-                called_aet = called_ae_title,
-                "association refused: called AE title is not ours"
-            );
-            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
-        }
-        if !self.allowed_calling.is_empty()
-            && !self
-                .allowed_calling
-                .iter()
-                .any(|a| a.trim() == calling_ae_title.trim())
-        {
-            warn!(
-                calling_aet = calling_ae_title,
-                "association refused: calling AE title not allowed"
-            );
-            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
-        }
-        Ok(())
-    }
-}
-
-/// The DICOM listener, bound and ready to serve.
+/// The DICOM listeners (plain, TLS or both), bound and ready to serve.
 pub struct DicomServer {
-    listener: TcpListener,
-    options: ServerAssociationOptions<
-        'static,
-        PeerPolicy,
-        dicom_ul::association::server::DefaultNegotiation,
-    >,
+    plain: Option<TcpListener>,
+    tls: Option<TcpListener>,
+    options: Options,
+    /// The access policy, completed with each peer's address.
+    policy: PeerPolicy,
     services: Arc<Services>,
+    /// Shared by both listeners: `max_associations` counts every association.
     slots: Arc<Semaphore>,
     timeout: Duration,
 }
 
 impl DicomServer {
-    pub async fn bind(settings: &Settings, services: Services) -> std::io::Result<DicomServer> {
-        let listener = TcpListener::bind(settings.dicom_listen).await?;
+    /// Binds the listeners the settings ask for; `tls` is the configuration of the TLS one
+    /// (needed when `dicom_tls` is on).
+    pub async fn bind(
+        settings: &Settings,
+        services: Services,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<DicomServer> {
+        let plain = match settings.dicom_plain {
+            true => Some(
+                TcpListener::bind(settings.dicom_listen)
+                    .await
+                    .with_context(|| {
+                        format!("cannot listen for DICOM on {}", settings.dicom_listen)
+                    })?,
+            ),
+            false => None,
+        };
         let timeout = Duration::from_secs(settings.dicom_timeout_secs);
+        let policy = PeerPolicy {
+            check_called: settings.check_called_aet,
+            allowed_calling: settings.allowed_calling_aets.clone().into(),
+            rules: settings.dicom_peers.clone().into(),
+            address: None,
+        };
         let mut options = ServerAssociationOptions::new()
-            .ae_access_control(PeerPolicy {
-                check_called: settings.check_called_aet,
-                allowed_calling: settings.allowed_calling_aets.clone(),
-            })
+            .ae_access_control(policy.clone())
             .ae_title(settings.aet.clone())
             .max_pdu_length(settings.max_pdu_length)
             .strict(true)
@@ -92,23 +80,63 @@ impl DicomServer {
         for ts in syntaxes::TRANSFER_SYNTAXES {
             options = options.with_transfer_syntax(*ts);
         }
+        let tls = match (settings.dicom_tls, tls) {
+            (false, _) => None,
+            (true, None) => anyhow::bail!("dicom_tls is on but no TLS configuration was given"),
+            (true, Some(config)) => {
+                options = options.tls_config(config);
+                let address = settings.dicom_tls_listen;
+                Some(
+                    TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("cannot listen for DICOM TLS on {address}"))?,
+                )
+            }
+        };
         Ok(DicomServer {
-            listener,
+            plain,
+            tls,
             options,
+            policy,
             services: Arc::new(services),
             slots: Arc::new(Semaphore::new(settings.max_associations)),
             timeout,
         })
     }
 
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The plain listener's address, if it is on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Accepts connections until the task is dropped.
+    /// The TLS listener's address, if it is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Accepts connections on every listener until the task is dropped.
     pub async fn run(self) {
+        let this = Arc::new(self);
+        let plain = this.plain.as_ref().map(|l| this.accept_loop(l, false));
+        let tls = this.tls.as_ref().map(|l| this.accept_loop(l, true));
+        futures::future::join(
+            async {
+                if let Some(plain) = plain {
+                    plain.await
+                }
+            },
+            async {
+                if let Some(tls) = tls {
+                    tls.await
+                }
+            },
+        )
+        .await;
+    }
+
+    async fn accept_loop(&self, listener: &TcpListener, tls: bool) {
         loop {
-            let (socket, peer) = match self.listener.accept().await {
+            let (socket, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -121,13 +149,17 @@ impl DicomServer {
                 warn!(%peer, "too many associations; connection closed");
                 continue;
             };
-            let options = self.options.clone();
+            let policy = PeerPolicy {
+                address: Some(peer.ip()),
+                ..self.policy.clone()
+            };
+            let options = self.options.clone().ae_access_control(policy.clone());
             let services = self.services.clone();
             let timeout = self.timeout;
-            let span = info_span!("association", %peer);
+            let span = info_span!("association", %peer, tls);
             tokio::spawn(
                 async move {
-                    serve(socket, peer, options, services, timeout).await;
+                    serve(socket, peer, tls, options, policy, services, timeout).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -139,11 +171,9 @@ impl DicomServer {
 async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
-    options: ServerAssociationOptions<
-        'static,
-        PeerPolicy,
-        dicom_ul::association::server::DefaultNegotiation,
-    >,
+    tls: bool,
+    options: Options,
+    policy: PeerPolicy,
     services: Arc<Services>,
     timeout: Duration,
 ) {
@@ -152,20 +182,46 @@ async fn serve(
     if let Err(e) = socket.set_nodelay(true) {
         warn!(error = %e, "cannot set TCP_NODELAY");
     }
-    let established = match tokio::time::timeout(timeout, options.establish_async(socket)).await {
-        Ok(Ok(association)) => association,
-        Ok(Err(e)) => {
-            warn!(error = %e, "association not established");
-            return;
+    // `None` when the association request did not come in time.
+    let failure = if tls {
+        match tokio::time::timeout(timeout, options.establish_tls_async(socket)).await {
+            Ok(Ok(association)) => {
+                return run_association(association, &services, &policy, peer).await;
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
         }
-        Err(_) => {
-            warn!("association request timed out");
-            return;
+    } else {
+        match tokio::time::timeout(timeout, options.establish_async(socket)).await {
+            Ok(Ok(association)) => {
+                return run_association(association, &services, &policy, peer).await;
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
         }
     };
+    match failure {
+        // A plain client on the TLS port, or a TLS one on the plain port, ends up here too.
+        Some(e) => warn!(error = %e, "association not established"),
+        None => warn!("association request timed out"),
+    }
+}
+
+async fn run_association<S>(
+    established: dicom_ul::association::server::AsyncServerAssociation<S>,
+    services: &Services,
+    policy: &PeerPolicy,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let calling = established.peer_ae_title().to_string();
     info!(calling_aet = %calling, called_aet = established.called_ae_title(), "association accepted");
-    let handler = association::Handler::new(established, &services, peer);
+    let may_store = policy.may_store(&calling);
+    if !may_store {
+        info!(calling_aet = %calling, "this peer may echo but not store (dicom_peers)");
+    }
+    let handler = association::Handler::new(established, services, peer, may_store);
     if let Err(e) = handler.run().await {
         warn!(calling_aet = %calling, error = %e, "association ended with an error");
     }

@@ -47,6 +47,41 @@ impl ApiError {
         }
     }
 
+    /// No credentials, or wrong ones (the caller adds `WWW-Authenticate` where it fits).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+        }
+    }
+
+    /// Signed in, but the role (or a missing CSRF token) does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+        }
+    }
+
+    /// Too many failed sign-ins from this client (the caller adds `Retry-After`).
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too-many-requests",
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
     /// An index failure: 503 when the database cannot be reached, 500 otherwise.
     pub fn index(error: IndexError) -> Self {
         match &error {

@@ -2,9 +2,11 @@
 //! and the OpenAPI document that describes them all.
 
 mod archive;
+mod auth;
 mod error;
 mod files;
 mod find;
+mod headers;
 mod resources;
 mod system;
 mod upload;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,11 +23,12 @@ use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 pub use error::ApiError;
 pub use files::{TagFormat, dataset_json};
 
+use crate::auth::{ClientAddr, Principal};
 use crate::config::Settings;
 use crate::index::{Index, Level};
 use crate::ingest::Ingest;
@@ -42,6 +46,8 @@ pub struct AppState {
     /// The DICOM port actually bound (differs from the setting when it asked for port 0).
     pub dicom_port: u16,
     pub http_port: u16,
+    /// Users, credentials, sign-in limits and the audit trail.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 type St = State<AppState>;
@@ -97,11 +103,17 @@ impl Routes {
 }
 
 pub fn router(state: AppState) -> Router {
-    routes()
+    let https = state.settings.https;
+    let router = routes()
         .router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware::layer,
+        ))
         .route_layer(axum::middleware::from_fn(track))
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    headers::add(router, https)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -169,7 +181,64 @@ fn routes() -> Routes {
     for level in Level::ALL {
         routes = resource_routes(routes, level);
     }
+    auth_routes(routes)
+}
+
+/// Signing in and out, users and the audit trail.
+fn auth_routes(routes: Routes) -> Routes {
     routes
+        .add(
+            "/auth/login",
+            &["post"],
+            post(
+                |State(s): St,
+                 Extension(client): Extension<ClientAddr>,
+                 body: Result<Bytes, BytesRejection>| async move {
+                    match json_body(body) {
+                        Ok(body) => auth::login(s, client, body).await,
+                        Err(e) => e.into_response(),
+                    }
+                },
+            ),
+        )
+        .add(
+            "/auth/logout",
+            &["post"],
+            post(|State(s): St, Extension(p): Extension<Principal>| auth::logout(s, p)),
+        )
+        .add(
+            "/auth/me",
+            &["get"],
+            get(|Extension(p): Extension<Principal>| auth::me(p)),
+        )
+        .add(
+            "/users",
+            &["get", "post"],
+            get(|State(s): St| auth::list_users(s)).post(
+                |State(s): St, body: Result<Bytes, BytesRejection>| async move {
+                    auth::add_user(s, json_body(body)?).await
+                },
+            ),
+        )
+        .add(
+            "/users/{name}",
+            &["delete"],
+            delete(|State(s): St, Path(name): Path<String>| auth::remove_user(s, name)),
+        )
+        .add(
+            "/users/{name}/password",
+            &["put"],
+            put(
+                |State(s): St, Path(name): Path<String>, body: Result<Bytes, BytesRejection>| async move {
+                    auth::set_password(s, name, json_body(body)?).await
+                },
+            ),
+        )
+        .add(
+            "/audit",
+            &["get"],
+            get(|State(s): St, q: RawQuery| auth::audit(s, args(q))),
+        )
 }
 
 /// `/{level}`, `/{level}/{id}` and its sub-routes, for one level.

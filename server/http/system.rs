@@ -21,7 +21,7 @@ pub async fn system(State(state): State<AppState>) -> Json<Value> {
         "StorageArea": state.blobs.describe(),
         "CheckRevisions": false,
         "HasLabels": false,
-        "IsHttpServerSecure": false,
+        "IsHttpServerSecure": settings.https,
         "OverwriteInstances": settings.overwrite == crate::config::OverwritePolicy::Always,
         "Capabilities": { "HasExtendedFind": true, "HasExtendedChanges": false },
     }))

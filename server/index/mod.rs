@@ -4,6 +4,7 @@
 //! `ON CONFLICT` upserts work in both); what differs — migrations, connection set-up and how
 //! writers are serialised — is chosen once, from the URL scheme.
 
+mod audit;
 mod changes;
 mod connect;
 mod delete;
@@ -11,10 +12,12 @@ mod find;
 mod level;
 mod read;
 mod records;
+mod users;
 mod write;
 
 use sqlx::{AnyPool, Row};
 
+pub use audit::{AuditEvent, AuditFilter, AuditPage};
 pub use changes::{Change, ChangePage, ChangeType};
 pub use connect::Backend;
 pub use delete::Deletion;
@@ -22,6 +25,7 @@ pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
 pub use level::Level;
 pub use read::{ArchiveInstance, ArchiveSeries, Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};
+pub use users::{Session, User, UserChangeError};
 pub use write::fold_case;
 
 use crate::config::OverwritePolicy;
@@ -30,12 +34,20 @@ use crate::config::OverwritePolicy;
 pub enum IndexError {
     #[error("unsupported index URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// Not marked as the error's source: sqlx's messages already hold their causes, and
+    /// `{:#}` would print each of them twice more.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the index writer has stopped")]
     WriterStopped,
+}
+
+impl From<sqlx::Error> for IndexError {
+    fn from(error: sqlx::Error) -> Self {
+        IndexError::Database(error)
+    }
 }
 
 /// Counts and sizes for `/statistics`.

@@ -158,6 +158,37 @@ impl PgCluster {
         }
     }
 
+    /// Serves TLS with `cert` and `key` (PEM) and refuses TCP clients that do not use it
+    /// (`hostssl` only), then restarts.
+    pub fn require_tls(&mut self, cert: &Path, key: &Path) {
+        let data = self.data_dir();
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = data.join(name);
+            std::fs::copy(from, &to).expect("copy the TLS files into the cluster");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = self.run_as {
+                chown(&to, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all ::1/128 scram-sha-256\n",
+        )
+        .unwrap();
+        self.stop();
+        self.restart();
+    }
+
     /// Start again after `stop`, on the same port and data.
     pub fn restart(&mut self) {
         if !self.running {

@@ -9,8 +9,15 @@ use std::time::Duration;
 
 pub struct Server {
     child: Option<Child>,
+    /// 0 when the plain DICOM listener is off.
     pub dicom_port: u16,
+    /// 0 when DICOM TLS is off.
+    pub dicom_tls_port: u16,
     pub http_port: u16,
+    /// Whether the HTTP listener speaks HTTPS.
+    pub https: bool,
+    /// 0 when there is no HTTP→HTTPS redirect listener.
+    pub redirect_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
@@ -47,7 +54,10 @@ impl Server {
         let mut server = Server {
             child: None,
             dicom_port: 0,
+            dicom_tls_port: 0,
             http_port: 0,
+            https: false,
+            redirect_port: 0,
             data_dir: data_dir.to_path_buf(),
             log: data_dir.join("server.log"),
             args: config.args,
@@ -105,8 +115,11 @@ impl Server {
                 panic!("orthweb did not become ready; log:\n{}", self.log_text());
             }
         };
-        self.dicom_port = port_of(&line, "dicom=");
-        self.http_port = port_of(&line, "http=");
+        self.dicom_port = port_of(&line, "dicom=").unwrap_or(0);
+        self.dicom_tls_port = port_of(&line, "dicom-tls=").unwrap_or(0);
+        self.http_port = port_of(&line, "http=").expect("the ready line names the HTTP port");
+        self.https = line.split_whitespace().any(|w| w == "https");
+        self.redirect_port = port_of(&line, "redirect=").unwrap_or(0);
         self.child = Some(child);
     }
 
@@ -159,9 +172,26 @@ impl Server {
     }
 }
 
+/// The secrets the test kit gives servers: the PostgreSQL password and the S3 secret key.
+pub const SECRETS: [&str; 2] = [super::pg::PASSWORD, super::s3::SECRET_KEY];
+
+/// Which of [`SECRETS`] appear in `log`.
+pub fn leaked_secrets(log: &str) -> Vec<&'static str> {
+    SECRETS.into_iter().filter(|s| log.contains(s)).collect()
+}
+
 impl Drop for Server {
+    /// Stops the server, and fails the test if its log holds a secret: every server of every
+    /// test run has its log searched, whatever the test was about.
     fn drop(&mut self) {
         self.kill9();
+        let leaked = leaked_secrets(&self.log_text());
+        if !leaked.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the server log {} holds secrets: {leaked:?}",
+                self.log.display()
+            );
+        }
         if std::thread::panicking() {
             eprintln!(
                 "--- orthweb log ({}) ---\n{}",
@@ -172,12 +202,11 @@ impl Drop for Server {
     }
 }
 
-fn port_of(line: &str, key: &str) -> u16 {
-    let start = line.find(key).expect("ready line names the port") + key.len();
-    let addr = line[start..].split_whitespace().next().unwrap();
-    addr.rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .expect("a port number")
+/// The port of `key=host:port` in the ready line, if the line has that key.
+fn port_of(line: &str, key: &str) -> Option<u16> {
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix(key))?;
+    let port = addr.rsplit(':').next()?.parse().expect("a port number");
+    Some(port)
 }

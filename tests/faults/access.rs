@@ -10,7 +10,8 @@ use crate::common::scu::{self, Scu, blocking};
 use crate::common::server::ServerConfig;
 use crate::site::Site;
 use crate::support::{
-    Contexts, SOP_CLASS_NOT_SUPPORTED, SUCCESS, assert_usable, edited_dataset, on_association,
+    Contexts, DEFAULT_CONTEXTS, SOP_CLASS_NOT_SUPPORTED, SUCCESS, Store, assert_usable,
+    edited_dataset, on_association,
 };
 
 /// Not in the standard dictionary.
@@ -130,4 +131,75 @@ async fn ae_title_policy_refuses_associations() {
     let open = Site::local(ServerConfig::default());
     let any = open.echoscu("ANYTHING").await;
     assert!(any.status.success(), "{}", dcmtk::text(&any));
+}
+
+/// Refused: not authorized.
+const NOT_AUTHORIZED: u16 = 0x0124;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_rules_decide_who_may_associate_and_who_may_store() {
+    if !dcmtk::require_tool("storescu") {
+        return;
+    }
+    let site = Site::configured(
+        r#"
+[[dicom_peers]]
+aet = "STORER"
+addresses = ["127.0.0.0/8"]
+
+[[dicom_peers]]
+aet = "ECHOONLY"
+store = false
+
+[[dicom_peers]]
+aet = "FARAWAY"
+addresses = ["10.0.0.0/8", "fd00::/8"]
+
+# The test kit's own dcmtk calls.
+[[dicom_peers]]
+aet = "TESTSCU"
+addresses = ["127.0.0.1/32"]
+"#,
+    );
+    let port = site.port();
+    let stored = site.one();
+    let refused = site.one();
+    let (to_store, to_refuse) = (Store::of(&stored), Store::of(&refused));
+    let (stored_status, echo_only, faraway, stranger) = blocking(move || {
+        let connect = |aet: &str| Scu::connect(port, aet, "ORTHWEB", DEFAULT_CONTEXTS);
+        let mut storer = connect("STORER").expect("STORER from loopback is admitted");
+        let stored_status = to_store.send(&mut storer).unwrap().status;
+        storer.release().unwrap();
+
+        let mut echo_only = connect("ECHOONLY").expect("ECHOONLY is admitted");
+        let echo = echo_only.echo().unwrap().status;
+        let store = to_refuse.send(&mut echo_only).unwrap().status;
+        // The refusal leaves the association usable.
+        let echo_after = echo_only.echo().unwrap().status;
+        echo_only.release().unwrap();
+
+        let faraway = connect("FARAWAY").map(|_| ());
+        let stranger = connect("STRANGER").map(|_| ());
+        (stored_status, (echo, store, echo_after), faraway, stranger)
+    })
+    .await;
+    assert_eq!(stored_status, SUCCESS);
+    assert_eq!(
+        echo_only,
+        (SUCCESS, NOT_AUTHORIZED, SUCCESS),
+        "ECHOONLY: echo, store, echo"
+    );
+    for (who, refused) in [("FARAWAY (wrong address)", faraway), ("STRANGER", stranger)] {
+        let error = refused.expect_err(who);
+        assert!(
+            format!("{error:?}").contains("Rejected"),
+            "{who}: an A-ASSOCIATE-RJ: {error:?}"
+        );
+    }
+    site.assert_not_stored(&refused.sop_instance_uid).await;
+    site.expect_log(&["no dicom_peers rule admits", "STRANGER"])
+        .await;
+    site.expect_log(&["this peer may not store", &refused.sop_instance_uid])
+        .await;
+    site.assert_serves().await;
 }

@@ -1,0 +1,188 @@
+//! The audit trail's writer: each audited request becomes an event, logged at once (target
+//! `audit`) and handed to one task that writes events to the index in batches, so that a GET
+//! waits for no database write. A batch goes out 100 ms after its first event, or at 200
+//! events.
+//!
+//! On shutdown the server flushes what is queued; events still queued when the process is
+//! killed are in the log but not in the index.
+
+use std::time::Duration;
+
+use axum::http::Method;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::index::{AuditEvent, Index, Level};
+
+const QUEUE: usize = 10_000;
+const BATCH: usize = 200;
+const LINGER: Duration = Duration::from_millis(100);
+
+/// What the writer task receives.
+enum Message {
+    Event(AuditEvent),
+    /// Write what is waiting now, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Where events go; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Message>,
+}
+
+impl AuditLog {
+    /// Starts the writer task on `index`.
+    pub fn start(index: Index) -> AuditLog {
+        let (queue, events) = mpsc::channel(QUEUE);
+        tokio::spawn(write_batches(index, events));
+        AuditLog { queue }
+    }
+
+    pub fn record(&self, event: AuditEvent) {
+        tracing::info!(
+            target: "audit",
+            user = event.user.as_deref().unwrap_or("-"),
+            client = %event.client,
+            action = %event.action,
+            level = %event.level,
+            resource = %event.resource_id,
+            status = event.http_status,
+            detail = %event.detail,
+            "audit"
+        );
+        if self.queue.try_send(Message::Event(event)).is_err() {
+            tracing::error!("the audit queue is full or closed; an event is only in the log");
+        }
+    }
+
+    /// Returns once every event recorded before the call is in the index (or given up on).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_batches(index: Index, mut messages: mpsc::Receiver<Message>) {
+    while let Some(first) = messages.recv().await {
+        let mut batch = Vec::new();
+        let mut flushed = None;
+        match first {
+            Message::Event(event) => batch.push(event),
+            Message::Flush(done) => flushed = Some(done),
+        }
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while flushed.is_none() && batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, messages.recv()).await {
+                Ok(Some(Message::Event(event))) => batch.push(event),
+                Ok(Some(Message::Flush(done))) => flushed = Some(done),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write(&index, &batch).await;
+        if let Some(done) = flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write(index: &Index, batch: &[AuditEvent]) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut attempt = 0;
+    while let Err(e) = index.record_audit(batch).await {
+        attempt += 1;
+        if attempt == 3 {
+            tracing::error!(error = %e, events = batch.len(), "cannot write audit events to the index; they are only in the log");
+            break;
+        }
+        tracing::warn!(error = %e, "cannot write audit events to the index; retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// What a request to a route did, for the trail; `None` for routes not audited (health,
+/// metrics, the OpenAPI document).
+pub fn classify(method: &Method, route: &str, status: u16) -> Option<&'static str> {
+    if matches!(
+        route,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "unmatched"
+    ) {
+        return None;
+    }
+    let action = match (method.as_str(), route) {
+        ("POST", "/auth/login") if status < 300 => "sign-in",
+        ("POST", "/auth/login") => "sign-in-failed",
+        ("POST", "/auth/logout") => "sign-out",
+        ("POST", "/instances") => "upload",
+        ("POST", "/tools/find" | "/tools/lookup") => "find",
+        (_, r) if r == "/users" || r.starts_with("/users/") => {
+            if *method == Method::GET {
+                "view"
+            } else {
+                "user-change"
+            }
+        }
+        ("DELETE", _) => "delete",
+        ("GET" | "HEAD", r) if r.ends_with("/file") || r.ends_with("/archive") => "download",
+        _ => "view",
+    };
+    Some(action)
+}
+
+/// The level and resource ID a request's path names: `/studies/ID/...` → (`Study`, `ID`),
+/// `/users/NAME` → (`User`, `NAME`).
+pub fn resource_of(path: &str) -> (String, String) {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let (Some(first), Some(id)) = (segments.next(), segments.next()) else {
+        return (String::new(), String::new());
+    };
+    if first == "users" {
+        return ("User".into(), id.to_string());
+    }
+    match Level::ALL.into_iter().find(|l| l.plural() == first) {
+        Some(level) => (level.name().to_string(), id.to_string()),
+        None => (String::new(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_actions() {
+        let get = Method::GET;
+        assert_eq!(classify(&get, "/studies/{id}", 200), Some("view"));
+        assert_eq!(
+            classify(&get, "/instances/{id}/file", 200),
+            Some("download")
+        );
+        assert_eq!(
+            classify(&get, "/series/{id}/archive", 200),
+            Some("download")
+        );
+        assert_eq!(classify(&Method::POST, "/instances", 200), Some("upload"));
+        assert_eq!(
+            classify(&Method::DELETE, "/patients/{id}", 200),
+            Some("delete")
+        );
+        assert_eq!(classify(&Method::POST, "/tools/find", 200), Some("find"));
+        assert_eq!(
+            classify(&Method::POST, "/auth/login", 401),
+            Some("sign-in-failed")
+        );
+        assert_eq!(
+            classify(&Method::DELETE, "/users/{name}", 200),
+            Some("user-change")
+        );
+        assert_eq!(classify(&get, "/metrics", 200), None);
+        assert_eq!(
+            resource_of("/studies/abc/series"),
+            ("Study".to_string(), "abc".to_string())
+        );
+        assert_eq!(resource_of("/tools/find"), (String::new(), String::new()));
+    }
+}
