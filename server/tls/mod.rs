@@ -76,27 +76,36 @@ impl Certificate {
 
     /// Reloads on SIGHUP, and whenever either file's modification time changes (polled: a
     /// renewal by certbot or a bootstrap script replaces the files, and a poll every few
-    /// seconds is enough for that). Runs until the process ends.
+    /// seconds is enough for that). After a failed reload (say the files were read while
+    /// being written) every poll tries again, quietly, until one succeeds. Runs until the
+    /// process ends.
     pub fn spawn_reloader(self: &Arc<Self>, poll: Duration) {
         let this = self.clone();
         tokio::spawn(async move {
             let mut hangup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut seen = this.first_stamps;
+            let mut failing = false;
             loop {
                 let why = tokio::select! {
                     _ = tokio::time::sleep(poll) => {
                         let now = stamps(&this.files);
-                        if now == seen {
+                        if now != seen {
+                            seen = now;
+                            "the files changed"
+                        } else if failing {
+                            "retry"
+                        } else {
                             continue;
                         }
-                        seen = now;
-                        "the files changed"
                     }
                     Some(()) = async { hangup.as_mut()?.recv().await } => "SIGHUP",
                 };
-                match this.reload() {
+                let result = this.reload();
+                failing = result.is_err();
+                match result {
                     Ok(()) => info!(reason = why, "TLS certificate reloaded"),
+                    Err(_) if why == "retry" => {}
                     Err(e) => warn!(
                         reason = why,
                         error = format!("{e:#}"),
