@@ -200,10 +200,15 @@ async fn serve(
             Err(_) => None,
         }
     };
+    // A plain client on the TLS port, or a TLS one on the plain port, ends up here too. A
+    // silent peer may be caught by dicom-ul's read timeout or by ours (both `timeout`): one
+    // line either way.
     match failure {
-        // A plain client on the TLS port, or a TLS one on the plain port, ends up here too.
         Some(e) => warn!(error = %e, "association not established"),
-        None => warn!("association request timed out"),
+        None => warn!(
+            error = "timed out waiting for the association request",
+            "association not established"
+        ),
     }
 }
 
