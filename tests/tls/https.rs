@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::certs::{Authority, presented};
+use crate::common::dcmtk::text;
 use crate::common::eventually;
 use crate::common::server::{Server, ServerConfig};
 
@@ -20,15 +21,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// curl against the server as `https://localhost:PORT`, pinned to 127.0.0.1.
