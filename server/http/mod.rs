@@ -10,6 +10,7 @@ mod headers;
 mod resources;
 mod system;
 mod upload;
+mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,6 +112,7 @@ pub fn router(state: AppState) -> Router {
             crate::auth::middleware::layer,
         ))
         .route_layer(axum::middleware::from_fn(track))
+        .merge(web::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     headers::add(router, https)
