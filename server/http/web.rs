@@ -34,18 +34,19 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn asset(path: &str, headers: &HeaderMap) -> Response {
-    if path.split('/').any(|part| part.is_empty() || part.starts_with('.')) {
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part.starts_with('.'))
+    {
         return ApiError::not_found("no such file in the web UI").into_response();
     }
     let file = match Assets::get(path) {
         Some(file) => file,
         // A path without an extension is a page of the UI, not a file.
-        None if !path.rsplit('/').next().unwrap_or("").contains('.') => {
-            match Assets::get(SHELL) {
-                Some(file) => file,
-                None => return ApiError::not_found("the web UI is missing").into_response(),
-            }
-        }
+        None if !path.rsplit('/').next().unwrap_or("").contains('.') => match Assets::get(SHELL) {
+            Some(file) => file,
+            None => return ApiError::not_found("the web UI is missing").into_response(),
+        },
         None => return ApiError::not_found("no such file in the web UI").into_response(),
     };
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));

@@ -46,6 +46,9 @@ pub struct SeriesSpec {
     /// > 1 makes multi-frame instances (Multi-frame Grayscale Word/Byte SC).
     pub frames: u32,
     pub depth: Depth,
+    /// Pixels of a synthetic chest CT (in HU) instead of the checkable ramps: for the browser
+    /// tests and the screenshots, where windows and slices must look like what they are.
+    pub phantom: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +147,7 @@ impl Spec {
             cols,
             frames: frames.max(1),
             depth,
+            phantom: false,
         });
         self.series.last_mut().unwrap()
     }
@@ -158,7 +162,13 @@ impl Spec {
                 let path = dir.join(format!("{}_{i}.dcm", series.number));
                 let (header, class) = self.header(series, si, i, &sop_uid);
                 write_part10(&path, header, series.depth, series.frames, |frame, buf| {
-                    fill_frame(buf, series.depth, i, frame, series.rows, series.cols)
+                    if series.phantom {
+                        let slices = series.instances.max(series.frames);
+                        let slice = (i - 1).max(frame);
+                        fill_phantom(buf, series, slice as f64 / (slices.max(2) - 1) as f64)
+                    } else {
+                        fill_frame(buf, series.depth, i, frame, series.rows, series.cols)
+                    }
                 })?;
                 out.push(Instance {
                     path,
@@ -274,6 +284,75 @@ fn fill_frame(buf: &mut Vec<u8>, depth: Depth, instance: u32, frame: u32, rows: 
                 _ => buf.extend_from_slice(&v.to_le_bytes()),
             }
         }
+    }
+}
+
+/// One slice of the phantom at height `z` (0 = top, 1 = bottom of the volume), as stored values
+/// (HU + 1024, the CT header's rescale intercept being −1024; 8-bit: a soft-tissue window).
+fn fill_phantom(buf: &mut Vec<u8>, series: &SeriesSpec, z: f64) {
+    buf.clear();
+    let (rows, cols) = (series.rows as u32, series.cols as u32);
+    for y in 0..rows {
+        for x in 0..cols {
+            let u = (x as f64 - cols as f64 / 2.0) / (cols as f64 / 2.0);
+            let v = (y as f64 - rows as f64 / 2.0) / (rows as f64 / 2.0);
+            let noise =
+                (splitmix((y as u64) << 32 | x as u64 ^ (z * 1e6) as u64) % 31) as f64 - 15.0;
+            let hu = phantom_hu(u, v, z) + noise;
+            match series.depth {
+                Depth::U8 => buf.push(((hu + 160.0) / 400.0 * 255.0).clamp(0.0, 255.0) as u8),
+                depth => {
+                    let max = ((1u32 << depth.stored()) - 1) as f64;
+                    let stored = (hu + 1024.0).clamp(0.0, max) as u16;
+                    buf.extend_from_slice(&stored.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Hounsfield units of a crude chest: body, fat, lungs that grow and shrink along the volume,
+/// heart, aorta, spine and ribs.
+fn phantom_hu(u: f64, v: f64, z: f64) -> f64 {
+    let inside = |cu: f64, cv: f64, ru: f64, rv: f64| {
+        ((u - cu) / ru).powi(2) + ((v - cv) / rv).powi(2) <= 1.0
+    };
+    let lung_scale = 0.55 + 0.45 * (std::f64::consts::PI * z).sin();
+    if !inside(0.0, 0.0, 0.88, 0.68) {
+        return -1000.0;
+    }
+    if inside(0.0, 0.55, 0.09, 0.09) {
+        return if inside(0.0, 0.55, 0.035, 0.035) {
+            20.0
+        } else {
+            750.0
+        };
+    }
+    for k in 0..9 {
+        let angle = std::f64::consts::PI * (0.15 + 0.7 * k as f64 / 8.0);
+        for side in [-1.0, 1.0] {
+            let (cu, cv) = (side * 0.74 * angle.cos().abs(), -0.56 * angle.sin() + 0.1);
+            if inside(cu, cv, 0.035, 0.035) {
+                return 650.0;
+            }
+        }
+    }
+    if inside(-0.08, 0.32, 0.065, 0.065) {
+        return 170.0;
+    }
+    if inside(0.12, 0.02, 0.24 * (1.1 - 0.4 * z), 0.2 * (1.1 - 0.4 * z)) {
+        return 45.0;
+    }
+    for side in [-1.0, 1.0] {
+        if inside(side * 0.38, -0.02, 0.26 * lung_scale, 0.4 * lung_scale) {
+            let vessel = ((u * 23.0).sin() * (v * 19.0 + z * 7.0).cos()).abs() > 0.97;
+            return if vessel { 30.0 } else { -840.0 };
+        }
+    }
+    if inside(0.0, 0.0, 0.8, 0.6) {
+        40.0
+    } else {
+        -100.0
     }
 }
 
