@@ -124,6 +124,7 @@ impl Application {
                 .or(dicom.tls_addr())
                 .map_or(0, |a| a.port()),
             http_port,
+            renderer: Arc::new(crate::render::Renderer::new(settings.render_cache_mb)),
             settings: Arc::new(settings),
             index,
             blobs,

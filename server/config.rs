@@ -106,6 +106,8 @@ pub struct Settings {
     pub stable_age_secs: u64,
     /// Seconds between retries of blob removals that failed (a bucket that was away, say).
     pub blob_sweep_secs: u64,
+    /// Memory for recently rendered frames and previews, in MiB; 0 keeps none.
+    pub render_cache_mb: u64,
     /// Hours a UI session (cookie) lasts.
     pub session_hours: u64,
     /// Milliseconds a failed sign-in waits before its answer.
@@ -153,6 +155,7 @@ impl Default for Settings {
             max_upload_mib: 2048,
             stable_age_secs: 60,
             blob_sweep_secs: 60,
+            render_cache_mb: 64,
             session_hours: 12,
             auth_fail_delay_ms: 300,
             auth_fail_limit: 10,

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod janitor;
 pub mod main_tags;
 pub mod metrics;
+pub mod render;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

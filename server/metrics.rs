@@ -38,6 +38,7 @@ pub struct Metrics {
     pub cstore_seconds: Histogram,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_seconds: Histogram,
+    pub render_seconds: Histogram,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -82,6 +83,13 @@ impl Metrics {
             "Time to the response head of an HTTP request",
             http_seconds.clone(),
         );
+        // 1 ms to about 16 s.
+        let render_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "render_duration_seconds",
+            "Time to fetch, decode and encode one rendered frame (cache misses)",
+            render_seconds.clone(),
+        );
         Metrics {
             registry,
             instances_received,
@@ -90,6 +98,7 @@ impl Metrics {
             cstore_seconds,
             http_requests,
             http_seconds,
+            render_seconds,
         }
     }
 
@@ -107,6 +116,10 @@ impl Metrics {
 
     pub fn cstore(&self, elapsed: Duration) {
         self.cstore_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn rendered(&self, elapsed: Duration) {
+        self.render_seconds.observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition of every metric.

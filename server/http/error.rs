@@ -31,6 +31,24 @@ impl ApiError {
         }
     }
 
+    /// What the server cannot do with this content (a transfer syntax it cannot decode).
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported",
+            message: message.into(),
+        }
+    }
+
+    /// Content that is broken (pixel data that does not decode).
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "corrupt",
+            message: message.into(),
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,

@@ -7,6 +7,7 @@ mod error;
 mod files;
 mod find;
 mod headers;
+mod render;
 mod resources;
 mod system;
 mod upload;
@@ -34,6 +35,7 @@ use crate::config::Settings;
 use crate::index::{Index, Level};
 use crate::ingest::Ingest;
 use crate::metrics::{HttpLabels, METRICS};
+use crate::render::Kind;
 use crate::storage::BlobStore;
 
 /// What every handler can reach.
@@ -49,6 +51,8 @@ pub struct AppState {
     pub http_port: u16,
     /// Users, credentials, sign-in limits and the audit trail.
     pub auth: Arc<crate::auth::Auth>,
+    /// Rendered frames: the cache and the limit on concurrent decodes.
+    pub renderer: Arc<crate::render::Renderer>,
 }
 
 type St = State<AppState>;
@@ -172,6 +176,42 @@ fn routes() -> Routes {
         get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
             files::tags(s, id, TagFormat::Full, args(q))
         }),
+    )
+    .add(
+        "/instances/{id}/preview",
+        &["get"],
+        get(
+            |State(s): St, Path(id): Path<String>, h: HeaderMap, q: RawQuery| {
+                render::render(s, id, None, Kind::Preview, h, args(q))
+            },
+        ),
+    )
+    .add(
+        "/instances/{id}/frames/{frame}/preview",
+        &["get"],
+        get(
+            |State(s): St, Path((id, n)): Path<(String, String)>, h: HeaderMap, q: RawQuery| {
+                render::render(s, id, Some(n), Kind::Preview, h, args(q))
+            },
+        ),
+    )
+    .add(
+        "/instances/{id}/rendered",
+        &["get"],
+        get(
+            |State(s): St, Path(id): Path<String>, h: HeaderMap, q: RawQuery| {
+                render::render(s, id, None, Kind::Rendered, h, args(q))
+            },
+        ),
+    )
+    .add(
+        "/instances/{id}/frames/{frame}/rendered",
+        &["get"],
+        get(
+            |State(s): St, Path((id, n)): Path<(String, String)>, h: HeaderMap, q: RawQuery| {
+                render::render(s, id, Some(n), Kind::Rendered, h, args(q))
+            },
+        ),
     )
     .add(
         "/instances/{id}/simplified-tags",
