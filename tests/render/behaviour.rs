@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::Failures;
 use crate::expect::{Expected, Manifest};
-use crate::http::{Client, Reply};
+use crate::http::{Client, Expect, Reply};
 use crate::pixels;
 
 /// Runs every check, recording failures; returns how many ran.

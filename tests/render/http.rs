@@ -1,35 +1,51 @@
-//! A small HTTP client for the rendering routes: whole answers (status, headers, body), and
-//! uploads with `POST /instances`.
+//! The rendering tests' HTTP: the REST tests' client and answers, checks that return an error
+//! instead of panicking (a run reports every failing case at once), and uploads.
 
 use std::path::Path;
-use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+pub use crate::support::Reply;
+use crate::support::Api;
 
-pub struct Client {
-    client: reqwest::Client,
-    base: String,
-}
+pub struct Client(Api);
 
-pub struct Reply {
-    pub what: String,
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+impl Client {
+    pub fn new(base: String) -> Client {
+        Client(Api::new(base))
     }
 
-    /// The start of the body as text, for messages.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body[..self.body.len().min(500)]).into_owned()
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.0.get_with(path, headers).await
     }
 
+    /// `POST /instances` with the file; returns the instance's ID.
+    pub async fn upload(&self, file: &Path) -> String {
+        let bytes = std::fs::read(file).expect("read a generated file");
+        let answer = self
+            .0
+            .request(
+                reqwest::Method::POST,
+                "/instances",
+                &[("content-type", "application/dicom")],
+                Some(bytes),
+            )
+            .await
+            .ok_json();
+        assert_eq!(answer["Status"], "Success", "{}: {answer}", file.display());
+        answer["ID"].as_str().expect("an ID").to_string()
+    }
+}
+
+/// Checks on an answer that give an error message instead of panicking.
+pub trait Expect {
     /// Err unless the status is `status`.
-    pub fn expect_status(&self, status: u16) -> Result<(), String> {
+    fn expect_status(&self, status: u16) -> Result<(), String>;
+    /// Err unless this is an error answer of the API: `status`, and a JSON body with a
+    /// non-empty `Message`.
+    fn expect_error(&self, status: u16) -> Result<(), String>;
+}
+
+impl Expect for Reply {
+    fn expect_status(&self, status: u16) -> Result<(), String> {
         if self.status == status {
             return Ok(());
         }
@@ -41,9 +57,7 @@ impl Reply {
         ))
     }
 
-    /// Err unless this is an error answer of the API: `status`, and a JSON body with a
-    /// non-empty `Message`.
-    pub fn expect_error(&self, status: u16) -> Result<(), String> {
+    fn expect_error(&self, status: u16) -> Result<(), String> {
         self.expect_status(status)?;
         let content_type = self.header("content-type").unwrap_or("");
         if !content_type.starts_with("application/json") {
@@ -55,74 +69,5 @@ impl Reply {
             Some(message) if !message.is_empty() => Ok(()),
             _ => Err(format!("{}: no Message in {body}", self.what)),
         }
-    }
-}
-
-impl Client {
-    pub fn new(base: String) -> Client {
-        Client {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("HTTP client"),
-            base,
-        }
-    }
-
-    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let what = if headers.is_empty() {
-            format!("GET {path}")
-        } else {
-            format!("GET {path} {headers:?}")
-        };
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: body: {e}"))
-            .to_vec();
-        Reply {
-            what,
-            status,
-            headers,
-            body,
-        }
-    }
-
-    /// `POST /instances` with the file; returns the instance's ID.
-    pub async fn upload(&self, file: &Path) -> String {
-        let bytes = std::fs::read(file).expect("read a generated file");
-        let response = self
-            .client
-            .post(format!("{}/instances", self.base))
-            .header("content-type", "application/dicom")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST /instances {}: {e}", file.display()));
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert!(
-            status.is_success(),
-            "POST /instances {}: {status} {text}",
-            file.display()
-        );
-        let answer: serde_json::Value = serde_json::from_str(&text).expect("JSON answer");
-        assert_eq!(
-            answer["Status"],
-            "Success",
-            "POST /instances {}: {answer}",
-            file.display()
-        );
-        answer["ID"].as_str().expect("an ID").to_string()
     }
 }

@@ -14,6 +14,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[allow(dead_code, unused_imports)]
+#[path = "../rest/support.rs"]
+mod support;
 
 mod behaviour;
 mod expect;
@@ -27,7 +30,7 @@ use common::dcmtk;
 use common::dicomgen;
 use common::server::{Server, ServerConfig};
 use expect::Check;
-use http::Client;
+use http::{Client, Expect};
 
 /// Failed checks, kept so that one run reports every wrong rendering.
 #[derive(Default)]
