@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-pub use crate::support::Reply;
 use crate::support::Api;
+pub use crate::support::Reply;
 
 pub struct Client(Api);
 

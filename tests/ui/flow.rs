@@ -221,6 +221,32 @@ pub async fn run(work: &Path) {
     assert_ne!(windowed["src"], after["src"]);
     browser.screenshot(work, "ui-viewer.png").await;
 
+    // A multi-frame instance plays: the frame moves on by itself.
+    let cine = main.last().unwrap();
+    assert!(cine.frames > 1);
+    let cine_series = orthanc_id(&["MRN-104233", &cine.study_uid, &cine.series_uid]);
+    browser
+        .goto(&server.url(&format!("/ui/series/{cine_series}")))
+        .await;
+    browser
+        .until(
+            "the first frame",
+            IMAGE_STATS,
+            vec![json!("#viewport img#slice")],
+        )
+        .await;
+    let still = text(&browser, "#slice-label").await;
+    assert!(still.contains(&format!("/ {}", cine.frames)), "{still}");
+    browser.find("button#play").await.click().await.unwrap();
+    browser
+        .until(
+            "the cine to move on",
+            "return document.querySelector('#slice-label').textContent !== arguments[0]",
+            vec![json!(still)],
+        )
+        .await;
+    browser.find("button#play").await.click().await.unwrap();
+
     // Upload a file from the list page: it is stored and appears in the list.
     browser.goto(&ui).await;
     study_rows(&browser, 11).await;
