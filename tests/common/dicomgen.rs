@@ -294,11 +294,16 @@ fn fill_phantom(buf: &mut Vec<u8>, series: &SeriesSpec, z: f64) {
     let (rows, cols) = (series.rows as u32, series.cols as u32);
     for y in 0..rows {
         for x in 0..cols {
-            let u = (x as f64 - cols as f64 / 2.0) / (cols as f64 / 2.0);
-            let v = (y as f64 - rows as f64 / 2.0) / (rows as f64 / 2.0);
+            // Four samples a pixel, so edges are smooth as a scanner's would be.
+            let mut hu = 0.0;
+            for (dx, dy) in [(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)] {
+                let u = (x as f64 + dx - cols as f64 / 2.0) / (cols as f64 / 2.0);
+                let v = (y as f64 + dy - rows as f64 / 2.0) / (rows as f64 / 2.0);
+                hu += phantom_hu(u, v, z) / 4.0;
+            }
             let noise =
                 (splitmix((y as u64) << 32 | x as u64 ^ (z * 1e6) as u64) % 31) as f64 - 15.0;
-            let hu = phantom_hu(u, v, z) + noise;
+            let hu = hu + noise;
             match series.depth {
                 Depth::U8 => buf.push(((hu + 160.0) / 400.0 * 255.0).clamp(0.0, 255.0) as u8),
                 depth => {
