@@ -79,8 +79,7 @@ async function whyFailed(url) {
     if (response.ok) return 'The image could not be decoded by the browser.';
     let message = '';
     try { message = (await response.json()).Message || ''; } catch { /* not JSON */ }
-    if (response.status === 404) return message && !/no route/i.test(message)
-      ? message : 'Images are not available from this server yet.';
+    if (response.status === 404) return message || 'This image is no longer in the archive.';
     return message || `The server could not render this image (HTTP ${response.status}).`;
   } catch {
     return 'Cannot reach the server.';
