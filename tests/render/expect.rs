@@ -138,6 +138,17 @@ fn run(args: &[&std::ffi::OsStr]) -> Vec<u8> {
 /// Writes the images and their expectations into `dir` and returns the manifest.
 pub fn make_images(dir: &Path) -> Manifest {
     run(&[dir.as_os_str()]);
+    manifest(dir)
+}
+
+/// Writes only the instances named (`multiframe.rle_nobot`) and their checks.
+pub fn make_some(dir: &Path, names: &[&str]) -> Manifest {
+    let names = names.join(",");
+    run(&["--only".as_ref(), names.as_ref(), dir.as_os_str()]);
+    manifest(dir)
+}
+
+fn manifest(dir: &Path) -> Manifest {
     let text = std::fs::read(dir.join("manifest.json")).expect("manifest.json");
     serde_json::from_slice(&text).expect("a manifest")
 }

@@ -22,6 +22,9 @@ rather than as a server bug. Rendering rules (the server's contract):
   set's first Window Center/Width, else the frame's min..max (the same as the preview stretch);
 - MONOCHROME1 inverted after windowing; colour converted to RGB and not windowed.
 
+With `--only NAME,...`, writes only those instances (`u12_rescale.j2k_lossy`: image, then
+syntax and variant as SYNTAX_NAMES and the variants below name them) and their checks.
+
 With `--large FILE`, computes only the expected default rendering of FILE's last frame and
 prints a JSON description of that check on stdout.
 """
@@ -30,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +57,7 @@ JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+J2K_LOSSY = "1.2.840.10008.1.2.4.91"
 RLE = "1.2.840.10008.1.2.5"
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -79,7 +84,18 @@ DECODERS = {
     JPEG_LOSSLESS_SV1: "dcmdjpeg",
     JPEG_LS_LOSSLESS: "dcmdjpls",
 }
-LOSSY = {JPEG_BASELINE, JPEG_EXTENDED}
+LOSSY = {JPEG_BASELINE, JPEG_EXTENDED, J2K_LOSSY}
+
+# Variants of an encapsulated syntax, named by a suffix of the instance name. The encoders
+# write a Basic Offset Table and one fragment per frame unless told otherwise.
+NO_BOT = "nobot"  # an empty Basic Offset Table
+SPLIT = "split"  # an empty Basic Offset Table, and frames over several fragments (dcmtk)
+ICT = "ict"  # JPEG 2000 lossy with the irreversible colour transform: YBR_ICT
+# dcmtk's options for them: `+fs 1` cuts fragments at 1 KiB, less than a compressed frame.
+VARIANT_ARGS = {NO_BOT: ["-ot"], SPLIT: ["-ot", "+fs", "1"]}
+# JPEG 2000 lossy: compression ratio of Pillow's single quality layer. 10 loses about 1% of
+# the range at worst on these images; the encoder is not lossless here.
+J2K_RATIO = 10
 
 STUDY_UID = None  # set in main
 
@@ -215,18 +231,29 @@ def write_native(image, path, sop_uid):
     ds.save_as(path, write_like_original=False)
 
 
-def write_j2k(image, path, sop_uid):
-    """JPEG 2000 lossless codestreams from Pillow (reversible 5/3 wavelet), encapsulated with
-    pydicom. Pillow writes 16-bit samples with a precision of 16: Bits Stored says so."""
+def write_j2k(image, path, sop_uid, syntax, variant):
+    """JPEG 2000 codestreams from Pillow, encapsulated with pydicom: lossless (reversible 5/3
+    wavelet) or lossy (irreversible 9/7 wavelet at J2K_RATIO; colour without a component
+    transform as RGB, with the ICT as YBR_ICT). Pillow writes 16-bit samples with a precision
+    of 16: Bits Stored says so."""
+    lossy = syntax == J2K_LOSSY
+    options = {"no_jp2": True, "irreversible": lossy}
+    if lossy:
+        options.update(quality_mode="rates", quality_layers=[J2K_RATIO], mct=int(variant == ICT))
+    mode = "RGB" if image.color else ("L" if image.bits == 8 else "I;16")
     frames = []
     for frame in image.pixels:
-        mode = "L" if image.bits == 8 else "I;16"
         buf = io.BytesIO()
-        Image.fromarray(frame, mode=mode).save(buf, format="JPEG2000", no_jp2=True,
-                                                 irreversible=False)
+        Image.fromarray(frame, mode=mode).save(buf, format="JPEG2000", **options)
         frames.append(buf.getvalue())
-    ds = image.dataset(sop_uid, J2K_LOSSLESS, stored=image.bits)
-    ds.PixelData = encapsulate(frames)
+    ds = image.dataset(sop_uid, syntax, stored=image.bits)
+    if variant == ICT:
+        ds.PhotometricInterpretation = "YBR_ICT"
+    if lossy:
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
+    # One fragment a frame: pydicom 2.3's Pillow handler decodes every fragment as a frame.
+    ds.PixelData = encapsulate(frames, has_bot=variant != NO_BOT)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
     ds.is_little_endian, ds.is_implicit_VR = True, False
@@ -309,7 +336,8 @@ def expected(ds, frame, kind, explicit=None):
     """kind: 'preview' or 'rendered'; explicit: (center, width) given as arguments."""
     photometric = ds.PhotometricInterpretation
     if frame.ndim == 3:
-        if photometric != "RGB":
+        # JPEG 2000's component transforms are undone by its decoder (PS3.5 8.2.4).
+        if photometric not in ("RGB", "YBR_ICT", "YBR_RCT"):
             frame = convert_color_space(frame, photometric, "RGB")
         return frame.astype(np.uint8)
     x = modality(ds, frame)
@@ -351,7 +379,7 @@ def images():
         (Source("u12_rescale", CT, "MONOCHROME2", 16, u12, stored=12, rescale=("2", "-1000"),
                 window=(["2500", "3000"], ["3000", "500"])),
          [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, DEFLATED, RLE, JPEG_EXTENDED, JPEG_LOSSLESS,
-          JPEG_LOSSLESS_SV1, JPEG_LS_LOSSLESS, J2K_LOSSLESS],
+          JPEG_LOSSLESS_SV1, JPEG_LS_LOSSLESS, J2K_LOSSLESS, J2K_LOSSY],
          [(1500, 2000), (4000, 1)]),
         (Source("ct_signed", CT, "MONOCHROME2", 16, ct, signed=True, rescale=("1", "-1024"),
                 window=(["40"], ["400"])),
@@ -368,14 +396,16 @@ def images():
          [(2000, 1000)]),
         (Source("gray8", SC, "MONOCHROME2", 8, gray8),
          [EXPLICIT_LE, DEFLATED, RLE, JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS_SV1,
-          J2K_LOSSLESS],
+          J2K_LOSSLESS, J2K_LOSSY],
          [(128, 64)]),
-        (Source("rgb", SC, "RGB", 8, rgb), [EXPLICIT_LE, IMPLICIT_LE, RLE, JPEG_BASELINE], []),
+        (Source("rgb", SC, "RGB", 8, rgb),
+         [EXPLICIT_LE, IMPLICIT_LE, RLE, JPEG_BASELINE, J2K_LOSSY, (J2K_LOSSY, ICT)], []),
         (Source("rgb_planar", SC, "RGB", 8, rgb, planar=1), [EXPLICIT_LE], []),
         (Source("ybr_full", SC, "YBR_FULL", 8, rgb_to_ybr_full(rgb[0])[np.newaxis]),
          [EXPLICIT_LE, RLE], []),
         (Source("multiframe", MF_WORD_SC, "MONOCHROME2", 16, multi),
-         [EXPLICIT_LE, RLE, JPEG_LOSSLESS_SV1],
+         [EXPLICIT_LE, DEFLATED, RLE, (RLE, NO_BOT), JPEG_LOSSLESS_SV1,
+          (JPEG_LOSSLESS_SV1, SPLIT), (J2K_LOSSLESS, NO_BOT), J2K_LOSSY],
          [(16000, 12000)]),
     ]
 
@@ -385,7 +415,7 @@ SYNTAX_NAMES = {
     DEFLATED: "deflate", RLE: "rle", JPEG_BASELINE: "jpeg_baseline",
     JPEG_EXTENDED: "jpeg_extended", JPEG_LOSSLESS: "jpeg_lossless_57",
     JPEG_LOSSLESS_SV1: "jpeg_lossless_70", JPEG_LS_LOSSLESS: "jpeg_ls",
-    J2K_LOSSLESS: "j2k_lossless",
+    J2K_LOSSLESS: "j2k_lossless", J2K_LOSSY: "j2k_lossy",
 }
 
 
@@ -400,25 +430,55 @@ def needs(image, syntax):
     return None
 
 
-def make(out):
+def encapsulation(ds):
+    """(entries of the Basic Offset Table, number of fragments) of encapsulated pixel data."""
+    data = ds.PixelData
+    offsets, fragments, pos = 0, 0, 0
+    while pos + 8 <= len(data):
+        group, element, length = struct.unpack_from("<HHI", data, pos)
+        if (group, element) != (0xFFFE, 0xE000):
+            break
+        if pos == 0:
+            offsets = length // 4
+        else:
+            fragments += 1
+        pos += 8 + length
+    return offsets, fragments
+
+
+def check_variant(name, ds, variant, frames):
+    """The file is encapsulated as the variant says, or the cases it is for test nothing."""
+    offsets, fragments = encapsulation(ds)
+    want_offsets = 0 if variant in (NO_BOT, SPLIT) else frames
+    if offsets != want_offsets or (variant == SPLIT) != (fragments > frames):
+        raise SystemExit(f"{name}: {offsets} offsets and {fragments} fragments for "
+                         f"{frames} frames")
+
+
+def make(out, only=None):
     instances, checks = [], []
     for image, syntaxes, windows in images():
-        for syntax in syntaxes:
-            name = f"{image.name}.{SYNTAX_NAMES[syntax]}"
+        for entry in syntaxes:
+            syntax, variant = entry if isinstance(entry, tuple) else (entry, None)
+            name = f"{image.name}.{SYNTAX_NAMES[syntax]}" + (f"_{variant}" if variant else "")
+            if only is not None and name not in only:
+                continue
             sop_uid = uid(STUDY_UID, name)
             path = os.path.join(out, name + ".dcm")
             if syntax == EXPLICIT_LE:
                 write_native(image, path, sop_uid)
-            elif syntax == J2K_LOSSLESS:
-                write_j2k(image, path, sop_uid)
+            elif syntax in (J2K_LOSSLESS, J2K_LOSSY):
+                write_j2k(image, path, sop_uid, syntax, variant)
             else:
                 source = os.path.join(out, name + ".src.dcm")
                 write_native(image, source, sop_uid)
-                run(ENCODERS[syntax] + [source, path])
+                run(ENCODERS[syntax] + VARIANT_ARGS.get(variant, []) + [source, path])
                 os.remove(source)
             ds = pydicom.dcmread(path)
             assert ds.file_meta.TransferSyntaxUID == syntax, (name, ds.file_meta.TransferSyntaxUID)
             assert ds.SOPInstanceUID == sop_uid, name
+            if ds["PixelData"].is_undefined_length:
+                check_variant(name, ds, variant, image.frames)
             pixels = decoded(path, syntax)
             lossy = syntax in LOSSY
             same = np.array_equal(pixels, image.pixels) or (
@@ -473,6 +533,9 @@ def make(out):
         "primary": "u12_rescale.explicit_le",
         "multiframe": "multiframe.explicit_le",
     }
+    missing = set(only or ()) - {i["name"] for i in instances}
+    if missing:
+        raise SystemExit(f"--only names no such instance: {sorted(missing)}")
     with open(os.path.join(out, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
 
@@ -503,12 +566,17 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--large":
         large(sys.argv[2])
         return
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: make_images.py OUTDIR | --large FILE")
-    out = sys.argv[1]
+    args = sys.argv[1:]
+    only = None
+    if len(args) == 3 and args[0] == "--only":
+        only = set(args[1].split(","))
+        args = args[2:]
+    if len(args) != 1:
+        raise SystemExit("usage: make_images.py [--only NAME,...] OUTDIR | --large FILE")
+    out = args[0]
     os.makedirs(out, exist_ok=True)
     STUDY_UID = uid("orthweb render tests")
-    make(out)
+    make(out, only)
 
 
 if __name__ == "__main__":
