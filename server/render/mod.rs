@@ -2,7 +2,8 @@
 //!
 //! `frame.rs` fetches one frame's bytes from the blob store without loading the whole file
 //! (`fragments.rs` finds a frame in encapsulated pixel data) and makes a one-frame object that
-//! dicom-pixeldata decodes, `color.rs` puts native color frames into RGB, `voi.rs` turns
+//! dicom-pixeldata decodes, `color.rs` puts native color frames into RGB, `palette.rs` maps
+//! PALETTE COLOR through its lookup tables, `voi.rs` turns
 //! monochrome samples into 8-bit values, `encode.rs` resizes and encodes, `cache.rs` keeps
 //! recent results. Decoding and encoding run on blocking threads, at most one
 //! render per CPU at a time, so rendering never starves DICOM ingest.
@@ -12,6 +13,7 @@ mod color;
 mod encode;
 mod fragments;
 mod frame;
+mod palette;
 mod voi;
 
 use std::sync::{Arc, Mutex};
@@ -306,6 +308,12 @@ fn to_image(
             "the frame has {} samples for {width}×{height} pixels",
             samples.len()
         )));
+    }
+    if frame::photometric(dataset) == "PALETTE COLOR" {
+        let rgb = palette::Palette::from_dataset(dataset)?.apply(&samples[..pixels]);
+        let image = image::RgbImage::from_raw(width, height, rgb)
+            .ok_or_else(|| RenderError::Corrupt("image size mismatch".into()))?;
+        return Ok(DynamicImage::ImageRgb8(image));
     }
     let (slope, intercept) = voi::rescale(dataset, frame);
     let values = voi::modality(&samples[..pixels], slope, intercept);

@@ -43,7 +43,7 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixel_data_handlers.util import convert_color_space
+from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_space
 
 ROWS, COLS = 48, 64
 
@@ -64,6 +64,13 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 CR = "1.2.840.10008.5.1.4.1.1.1"
 SC = "1.2.840.10008.5.1.4.1.1.7"
 MF_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
+US = "1.2.840.10008.5.1.4.1.1.6.1"
+# (descriptor, data) of each color's palette lookup table.
+PALETTE_TAGS = {
+    "Red": (0x00281101, 0x00281201),
+    "Green": (0x00281102, 0x00281202),
+    "Blue": (0x00281103, 0x00281203),
+}
 
 # dcmtk tool and options producing each syntax from an Explicit VR LE file (`+un`: keep the
 # SOP Instance UID), and the tool that decompresses it again when pydicom cannot.
@@ -154,7 +161,7 @@ class Source:
     """One source image: its attributes and pixels (frames x rows x cols [x 3])."""
 
     def __init__(self, name, sop_class, photometric, bits, pixels, signed=False, stored=None,
-                 rescale=None, window=None, planar=0):
+                 rescale=None, window=None, planar=0, palette=None):
         self.name = name
         self.sop_class = sop_class
         self.photometric = photometric
@@ -165,6 +172,7 @@ class Source:
         self.rescale = rescale
         self.window = window
         self.planar = planar
+        self.palette = palette  # (first mapped value, bits, 3 x entries table) for PALETTE COLOR
 
     @property
     def frames(self):
@@ -193,7 +201,7 @@ class Source:
         ds.StudyID = "1"
         ds.SeriesNumber = 1
         ds.InstanceNumber = 1
-        ds.Modality = "CT" if self.sop_class == CT else ("CR" if self.sop_class == CR else "OT")
+        ds.Modality = {CT: "CT", CR: "CR", US: "US"}.get(self.sop_class, "OT")
         if self.sop_class in (SC, MF_WORD_SC):
             ds.ConversionType = "WSD"
         ds.Rows, ds.Columns = ROWS, COLS
@@ -214,6 +222,11 @@ class Source:
             centers, widths = self.window
             ds.WindowCenter = centers if len(centers) > 1 else centers[0]
             ds.WindowWidth = widths if len(widths) > 1 else widths[0]
+        if self.palette:
+            first_mapped, bits, tables = self.palette
+            for color, table in zip(("Red", "Green", "Blue"), tables):
+                ds.add_new(PALETTE_TAGS[color][0], "US", [len(table), first_mapped, bits])
+                ds.add_new(PALETTE_TAGS[color][1], "OW", table.astype("<u2").tobytes())
         return ds
 
     def native_bytes(self):
@@ -326,6 +339,14 @@ def window(x, c, w):
     return np.clip(np.where(x <= lo, 0, np.where(x > hi, 255, inside)), 0, 255)
 
 
+def palette_rgb(ds, frame):
+    """PALETTE COLOR through pydicom's own lookup, as 8-bit: the high byte of 16-bit entries."""
+    rgb = apply_color_lut(frame, ds)
+    if int(ds.RedPaletteColorLookupTableDescriptor[2]) == 16:
+        rgb = rgb >> 8
+    return rgb.astype(np.uint8)
+
+
 def first(value):
     if isinstance(value, (list, pydicom.multival.MultiValue)):
         return float(value[0])
@@ -340,6 +361,8 @@ def expected(ds, frame, kind, explicit=None):
         if photometric not in ("RGB", "YBR_ICT", "YBR_RCT"):
             frame = convert_color_space(frame, photometric, "RGB")
         return frame.astype(np.uint8)
+    if photometric == "PALETTE COLOR":
+        return palette_rgb(ds, frame)
     x = modality(ds, frame)
     if kind == "preview":
         y = stretch(x)
@@ -356,6 +379,12 @@ def expected(ds, frame, kind, explicit=None):
 
 # ---------------------------------------------------------------------------------------------
 # The set
+
+
+def palette_tables(entries):
+    """Red rising, green falling, blue a hump: a wrong channel or offset shows."""
+    i = np.arange(entries, dtype=np.float64) / (entries - 1)
+    return [np.rint(t * 65535).astype(np.uint16) for t in (i, 1 - i, np.sin(np.pi * i) ** 2)]
 
 
 def images():
@@ -401,6 +430,9 @@ def images():
         (Source("rgb", SC, "RGB", 8, rgb),
          [EXPLICIT_LE, IMPLICIT_LE, RLE, JPEG_BASELINE, J2K_LOSSY, (J2K_LOSSY, ICT)], []),
         (Source("rgb_planar", SC, "RGB", 8, rgb, planar=1), [EXPLICIT_LE], []),
+        # 8-bit indices from 10 (below: the first entry) through 16-bit tables of 200 entries.
+        (Source("palette", US, "PALETTE COLOR", 8, gray8, palette=(10, 16, palette_tables(200))),
+         [EXPLICIT_LE, DEFLATED, RLE], []),
         (Source("ybr_full", SC, "YBR_FULL", 8, rgb_to_ybr_full(rgb[0])[np.newaxis]),
          [EXPLICIT_LE, RLE], []),
         (Source("multiframe", MF_WORD_SC, "MONOCHROME2", 16, multi),
