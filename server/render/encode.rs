@@ -35,15 +35,12 @@ pub(crate) fn encode(
     format: Format,
     quality: u8,
 ) -> Result<Vec<u8>, RenderError> {
-    let image = if size != (image.width(), image.height()) {
-        let filter = if smooth {
-            FilterType::Triangle
-        } else {
-            FilterType::Nearest
-        };
-        image.resize_exact(size.0, size.1, filter)
-    } else {
+    let image = if size == (image.width(), image.height()) {
         image
+    } else if smooth {
+        image.resize_exact(size.0, size.1, FilterType::Triangle)
+    } else {
+        nearest(image, size)
     };
     let mut out = Vec::new();
     let color = image.color().into();
@@ -65,6 +62,35 @@ pub(crate) fn encode(
     Ok(out)
 }
 
+/// Nearest-neighbour resizing by index: the image crate's general resampler costs more than the
+/// rest of a thumbnail's render.
+fn nearest(image: DynamicImage, (width, height): (u32, u32)) -> DynamicImage {
+    let channels = match &image {
+        DynamicImage::ImageLuma8(_) => 1,
+        DynamicImage::ImageRgb8(_) => 3,
+        _ => return image.resize_exact(width, height, FilterType::Nearest),
+    };
+    let (from_width, from_height) = (image.width() as usize, image.height() as usize);
+    let source = image.as_bytes();
+    // The source pixel under the centre of each destination pixel.
+    let pick = |to: usize, of: usize, from: usize| ((2 * to + 1) * from / (2 * of)).min(from - 1);
+    let columns: Vec<usize> = (0..width as usize)
+        .map(|x| pick(x, width as usize, from_width) * channels)
+        .collect();
+    let mut out = Vec::with_capacity(width as usize * height as usize * channels);
+    for y in 0..height as usize {
+        let row = pick(y, height as usize, from_height) * from_width * channels;
+        for &column in &columns {
+            out.extend_from_slice(&source[row + column..row + column + channels]);
+        }
+    }
+    if channels == 1 {
+        DynamicImage::ImageLuma8(image::GrayImage::from_raw(width, height, out).expect("size"))
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(width, height, out).expect("size"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +104,22 @@ mod tests {
         assert_eq!(fit((256, 512), Some(100), Some(100)), (50, 100));
         assert_eq!(fit((100, 100), Some(300), Some(200)), (200, 200));
         assert_eq!(fit((1000, 1), Some(10), None), (10, 1));
+    }
+
+    #[test]
+    fn nearest_picks_the_pixel_under_each_centre() {
+        let gray = DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(4, 2, vec![0, 1, 2, 3, 4, 5, 6, 7]).unwrap(),
+        );
+        assert_eq!(nearest(gray.clone(), (2, 1)).as_bytes(), &[5, 7]);
+        assert_eq!(
+            nearest(gray, (8, 2)).as_bytes(),
+            &[0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]
+        );
+        let rgb = DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap(),
+        );
+        assert_eq!(nearest(rgb, (1, 1)).as_bytes(), &[4, 5, 6]);
     }
 
     #[test]

@@ -302,50 +302,50 @@ fn to_image(
         signed: decoded.pixel_representation() == PixelRepresentation::Signed,
     };
     let pixels = (width as usize) * (height as usize);
-    let samples = voi::stored_values(decoded.frame_data(0).unwrap_or(decoded.data()), layout);
-    if samples.len() < pixels {
-        return Err(RenderError::Corrupt(format!(
-            "the frame has {} samples for {width}×{height} pixels",
-            samples.len()
-        )));
-    }
+    let data = decoded.frame_data(0).unwrap_or(decoded.data());
+    let short = || {
+        RenderError::Corrupt(format!(
+            "the frame has too few samples for {width}×{height} pixels"
+        ))
+    };
     if frame::photometric(dataset) == "PALETTE COLOR" {
-        let rgb = palette::Palette::from_dataset(dataset)?.apply(&samples[..pixels]);
+        let samples = voi::stored_values(data, layout);
+        let rgb = palette::Palette::from_dataset(dataset)?
+            .apply(samples.get(..pixels).ok_or_else(short)?);
         let image = image::RgbImage::from_raw(width, height, rgb)
             .ok_or_else(|| RenderError::Corrupt("image size mismatch".into()))?;
         return Ok(DynamicImage::ImageRgb8(image));
     }
+    let (lo, hi) = voi::stored_min_max(data, layout, pixels).ok_or_else(short)?;
     let (slope, intercept) = voi::rescale(dataset, frame);
-    let values = voi::modality(&samples[..pixels], slope, intercept);
-    let mut gray = match params.kind {
-        Kind::Preview => voi::stretch(&values),
-        Kind::Rendered => {
-            match (
-                params.center,
-                params.width,
-                voi::default_window(dataset, frame),
-            ) {
-                (Some(c), Some(w), _) => voi::apply_window(&values, c, w),
-                (c, w, Some((dc, dw))) => {
-                    voi::apply_window(&values, c.unwrap_or(dc), w.unwrap_or(dw))
-                }
-                (None, None, None) => voi::stretch(&values),
-                (c, w, None) => {
-                    let (min, max) = voi::min_max(&values);
-                    let dc = (min + max) / 2.0;
-                    let dw = max - min + 1.0;
-                    voi::apply_window(&values, c.unwrap_or(dc), w.unwrap_or(dw))
+    let modality = |v: i64| v as f64 * slope + intercept;
+    let (min, max) = {
+        let (a, b) = (modality(lo), modality(hi));
+        (a.min(b), a.max(b))
+    };
+    let stretch = voi::Curve::Stretch { min, max };
+    let curve = match params.kind {
+        Kind::Preview => stretch,
+        Kind::Rendered => match (
+            params.center,
+            params.width,
+            voi::default_window(dataset, frame),
+        ) {
+            (None, None, None) => stretch,
+            (c, w, default) => {
+                let (dc, dw) = default.unwrap_or(((min + max) / 2.0, max - min + 1.0));
+                voi::Curve::Window {
+                    center: c.unwrap_or(dc),
+                    width: w.unwrap_or(dw),
                 }
             }
-        }
+        },
     };
-    let monochrome1 = dataset
-        .get(tags::PHOTOMETRIC_INTERPRETATION)
-        .and_then(|e| e.to_str().ok())
-        .is_some_and(|pi| pi.trim_end_matches(['\0', ' ']) == "MONOCHROME1");
-    if monochrome1 {
-        voi::invert(&mut gray);
-    }
+    let monochrome1 = frame::photometric(dataset) == "MONOCHROME1";
+    let gray = voi::gray_levels(data, layout, pixels, (lo, hi), |v| {
+        let y = curve.level(modality(v));
+        if monochrome1 { 255 - y } else { y }
+    });
     let image = image::GrayImage::from_raw(width, height, gray)
         .ok_or_else(|| RenderError::Corrupt("image size mismatch".into()))?;
     Ok(DynamicImage::ImageLuma8(image))

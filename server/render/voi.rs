@@ -15,41 +15,123 @@ pub(crate) struct Layout {
     pub signed: bool,
 }
 
-/// The stored values of a decoded frame (little-endian samples of `bits_allocated` bits; 1-bit
-/// data comes from dicom-pixeldata as one byte of 0 or 255 per pixel).
-pub(crate) fn stored_values(data: &[u8], layout: Layout) -> Vec<i64> {
-    let width = match layout.bits_allocated {
-        1 => return data.iter().map(|&b| i64::from(b != 0)).collect(),
-        8 => 1,
-        16 => 2,
-        _ => 4,
-    };
-    let stored = u32::from(layout.bits_stored.clamp(1, layout.bits_allocated.max(1)));
-    let stored = stored.min(32);
-    let shift = (u32::from(layout.high_bit) + 1)
-        .saturating_sub(stored)
-        .min(31);
-    let mask: u64 = (1u64 << stored) - 1;
-    data.chunks_exact(width)
-        .map(|c| {
-            let mut raw = [0u8; 4];
-            raw[..width].copy_from_slice(c);
-            let value = (u64::from(u32::from_le_bytes(raw)) >> shift) & mask;
-            if layout.signed && value & (1 << (stored - 1)) != 0 {
-                value as i64 - (1i64 << stored)
-            } else {
-                value as i64
-            }
+/// Reads stored values from a decoded frame's samples (little-endian, `bits_allocated` bits
+/// each; 1-bit data comes from dicom-pixeldata as one byte of 0 or 255 per pixel).
+struct Samples {
+    width: usize,
+    one_bit: bool,
+    shift: u32,
+    mask: u64,
+    sign: Option<u64>,
+    stored: u32,
+}
+
+impl Samples {
+    fn new(layout: Layout) -> Samples {
+        let width = match layout.bits_allocated {
+            1 | 8 => 1,
+            16 => 2,
+            _ => 4,
+        };
+        let stored = u32::from(layout.bits_stored.clamp(1, layout.bits_allocated.max(1))).min(32);
+        Samples {
+            width,
+            one_bit: layout.bits_allocated == 1,
+            shift: (u32::from(layout.high_bit) + 1)
+                .saturating_sub(stored)
+                .min(31),
+            mask: (1u64 << stored) - 1,
+            sign: layout.signed.then_some(1u64 << (stored - 1)),
+            stored,
+        }
+    }
+
+    #[inline]
+    fn read(&self, sample: &[u8]) -> i64 {
+        if self.one_bit {
+            return i64::from(sample[0] != 0);
+        }
+        let mut raw = [0u8; 4];
+        raw[..self.width].copy_from_slice(sample);
+        let value = (u64::from(u32::from_le_bytes(raw)) >> self.shift) & self.mask;
+        match self.sign {
+            Some(bit) if value & bit != 0 => value as i64 - (1i64 << self.stored),
+            _ => value as i64,
+        }
+    }
+
+    /// The first `pixels` stored values, or `None` when the frame holds fewer samples.
+    fn iter<'a>(&'a self, data: &'a [u8], pixels: usize) -> Option<impl Iterator<Item = i64> + 'a> {
+        (data.len() / self.width >= pixels).then(|| {
+            data.chunks_exact(self.width)
+                .take(pixels)
+                .map(|c| self.read(c))
         })
+    }
+}
+
+/// The stored values of a decoded frame's samples.
+pub(crate) fn stored_values(data: &[u8], layout: Layout) -> Vec<i64> {
+    let samples = Samples::new(layout);
+    data.chunks_exact(samples.width)
+        .map(|c| samples.read(c))
         .collect()
 }
 
-/// Modality values: stored × slope + intercept.
-pub(crate) fn modality(stored: &[i64], slope: f64, intercept: f64) -> Vec<f64> {
-    stored
-        .iter()
-        .map(|&v| v as f64 * slope + intercept)
+/// The lowest and highest of the first `pixels` stored values, or `None` when the frame holds
+/// fewer samples.
+pub(crate) fn stored_min_max(data: &[u8], layout: Layout, pixels: usize) -> Option<(i64, i64)> {
+    let samples = Samples::new(layout);
+    let range = samples
+        .iter(data, pixels)?
+        .fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    Some(if pixels == 0 { (0, 0) } else { range })
+}
+
+/// The 8-bit level of each of the first `pixels` stored values, all within `lo..=hi`, through
+/// `level`. Computed once per possible value (a table of at most 2^16 entries for the usual
+/// 8–16-bit data) and looked up, rather than per pixel.
+pub(crate) fn gray_levels(
+    data: &[u8],
+    layout: Layout,
+    pixels: usize,
+    (lo, hi): (i64, i64),
+    level: impl Fn(i64) -> u8,
+) -> Vec<u8> {
+    let samples = Samples::new(layout);
+    let Some(values) = samples.iter(data, pixels) else {
+        return Vec::new();
+    };
+    let span = (hi - lo).max(0) as u64 + 1;
+    if span > (pixels as u64).max(1 << 16) {
+        // A table larger than the frame would cost more than it saves (32-bit data).
+        return values.map(level).collect();
+    }
+    let table: Vec<u8> = (lo..=hi).map(&level).collect();
+    values
+        .map(|v| table[(v.clamp(lo, hi) - lo) as usize])
         .collect()
+}
+
+/// How modality values become 8-bit levels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Curve {
+    /// The linear VOI window.
+    Window { center: f64, width: f64 },
+    /// From the frame's minimum to its maximum.
+    Stretch { min: f64, max: f64 },
+}
+
+impl Curve {
+    pub(crate) fn level(self, x: f64) -> u8 {
+        match self {
+            Curve::Window { center, width } => window(x, center, width),
+            Curve::Stretch { min, max } if max <= min => 0,
+            Curve::Stretch { min, max } => {
+                ((x - min) * 255.0 / (max - min)).round().clamp(0.0, 255.0) as u8
+            }
+        }
+    }
 }
 
 /// The linear VOI function of PS3.3 C.11.2.1.2.1 to 0–255 (`width` below 1 counts as 1).
@@ -68,35 +150,16 @@ pub(crate) fn window(x: f64, center: f64, width: f64) -> u8 {
     }
 }
 
-/// Applies a window to every value.
-pub(crate) fn apply_window(values: &[f64], center: f64, width: f64) -> Vec<u8> {
-    values.iter().map(|&x| window(x, center, width)).collect()
-}
-
-/// Stretches the values from their minimum to their maximum (all 0 when they are equal).
+/// Stretches values from their minimum to their maximum (all 0 when they are equal).
+#[cfg(test)]
 pub(crate) fn stretch(values: &[f64]) -> Vec<u8> {
-    let (min, max) = min_max(values);
-    if max <= min {
-        return vec![0; values.len()];
-    }
-    let scale = 255.0 / (max - min);
-    values
-        .iter()
-        .map(|&x| ((x - min) * scale).round().clamp(0.0, 255.0) as u8)
-        .collect()
-}
-
-pub(crate) fn min_max(values: &[f64]) -> (f64, f64) {
-    values
+    let (min, max) = values
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
             (lo.min(x), hi.max(x))
-        })
-}
-
-/// MONOCHROME1: 255 − y.
-pub(crate) fn invert(pixels: &mut [u8]) {
-    pixels.iter_mut().for_each(|p| *p = 255 - *p);
+        });
+    let curve = Curve::Stretch { min, max };
+    values.iter().map(|&x| curve.level(x)).collect()
 }
 
 /// Rescale slope and intercept of frame `frame`: the root attributes, else the frame's
@@ -163,10 +226,39 @@ mod tests {
     fn stretch_maps_min_to_0_and_max_to_255() {
         assert_eq!(stretch(&[-1000.0, 0.0, 1000.0]), vec![0, 128, 255]);
         assert_eq!(stretch(&[5.0, 5.0]), vec![0, 0]);
-        let mut pixels = stretch(&[0.0, 1.0, 3.0]);
-        assert_eq!(pixels, vec![0, 85, 255]);
-        invert(&mut pixels);
-        assert_eq!(pixels, vec![255, 170, 0]);
+        assert_eq!(stretch(&[0.0, 1.0, 3.0]), vec![0, 85, 255]);
+    }
+
+    #[test]
+    fn gray_levels_look_values_up_in_their_range() {
+        let signed16 = Layout {
+            bits_allocated: 16,
+            bits_stored: 16,
+            high_bit: 15,
+            signed: true,
+        };
+        // -1000, 0, 1000 and a short frame.
+        let data = [0x18, 0xFC, 0x00, 0x00, 0xE8, 0x03];
+        assert_eq!(stored_min_max(&data, signed16, 3), Some((-1000, 1000)));
+        assert_eq!(stored_min_max(&data, signed16, 4), None);
+        let curve = Curve::Window {
+            center: 0.0,
+            width: 1000.0,
+        };
+        let levels = gray_levels(&data, signed16, 3, (-1000, 1000), |v| {
+            255 - curve.level(v as f64 * 2.0)
+        });
+        assert_eq!(levels, vec![255, 127, 0]);
+        // A span wider than a table is worth: computed per pixel, the same.
+        let wide = Layout {
+            bits_allocated: 32,
+            bits_stored: 32,
+            high_bit: 31,
+            signed: false,
+        };
+        let data = [0, 0, 0, 0, 0, 0, 0, 0x80];
+        let levels = gray_levels(&data, wide, 2, (0, 1 << 31), |v| (v >> 24) as u8);
+        assert_eq!(levels, vec![0, 128]);
     }
 
     #[test]
@@ -223,9 +315,5 @@ mod tests {
         dataset.put(DataElement::new(tags::WINDOW_WIDTH, VR::DS, "400\\2000"));
         assert_eq!(rescale(&dataset, 0), (2.0, -1024.0));
         assert_eq!(default_window(&dataset, 0), Some((40.0, 400.0)));
-        assert_eq!(
-            modality(&[0, 1000, -5], 2.0, -1024.0),
-            vec![-1024.0, 976.0, -1034.0]
-        );
     }
 }
