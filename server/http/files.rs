@@ -35,16 +35,7 @@ pub async fn file(
     let resource = state.resource(Level::Instance, &id).await?;
     let stored = resource.file.expect("instances have a file");
     let etag = format!("\"{}\"", stored.sha256);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        // Weak comparison (RFC 9110 13.1.2): proxies that compress make ETags weak.
-        .is_some_and(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
-        })
-    {
+    if super::not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {

@@ -67,6 +67,19 @@ fn args(query: RawQuery) -> HashMap<String, String> {
         .collect()
 }
 
+/// Whether `If-None-Match` names this ETag (weak comparison, RFC 9110 13.1.2: proxies that
+/// compress make ETags weak).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        })
+}
+
 /// A JSON body, whatever its content type (Orthanc's clients often send none).
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(&body_bytes(body)?)

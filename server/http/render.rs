@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha1::{Digest, Sha1};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, not_modified};
 use crate::index::Level;
 use crate::render::{Format, Kind, Params, RenderError};
 
@@ -186,18 +186,6 @@ fn accepted_format(headers: &HeaderMap) -> Format {
 fn etag(sha256: &str, frame: u32, params: &Params) -> String {
     let digest = Sha1::digest(format!("{sha256}/{frame}/{}", params.key()).as_bytes());
     format!("\"{}\"", hex::encode(digest))
-}
-
-/// Whether `If-None-Match` names this ETag (weak comparison, RFC 9110 13.1.2).
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .map(str::trim)
-                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
-        })
 }
 
 /// A render that could not be made: 404 for a missing frame, 415 for what this server cannot

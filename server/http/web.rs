@@ -53,10 +53,7 @@ fn asset(path: &str, headers: &HeaderMap) -> Response {
     let etag = HeaderValue::from_str(&etag).expect("hex is a valid header value");
     // The files change with each release: browsers may keep them but must ask again.
     let cache = HeaderValue::from_static("no-cache");
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|tags| tags.as_bytes() == etag.as_bytes())
-    {
+    if super::not_modified(headers, etag.to_str().expect("hex")) {
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
