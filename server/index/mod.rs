@@ -5,6 +5,7 @@
 //! writers are serialised — is chosen once, from the URL scheme.
 
 mod audit;
+mod batch;
 mod changes;
 mod connect;
 mod delete;

@@ -131,16 +131,35 @@ impl Ingest {
     ) -> Result<Received, IngestError> {
         let started = std::time::Instant::now();
         let file = spool.finish().await.map_err(IngestError::Spool)?;
-        let path = file.path.to_path_buf();
-        let inspection = tokio::task::spawn_blocking(move || {
-            inspect::inspect(&path, expected_sop_instance_uid.as_deref())
-        });
-        // The store's own preparation (the fsync, for a folder) runs while the file is
-        // inspected: both only read it.
-        let (inspected, prepared) = tokio::join!(inspection, self.blobs.prepare(&file.path));
-        let inspected = inspected.map_err(|e| IngestError::Spool(std::io::Error::other(e)))??;
-        prepared?;
-
+        // Every write gets a fresh key: a second copy never overwrites the blob the index
+        // points at, even when two servers receive the same instance at once.
+        let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
+        let (inspected, inspected_at) = match self.blobs.place(&blob_key, &file.path).await? {
+            // A local store makes the file durable while it is inspected: both only read it.
+            Some(placed) => {
+                let inspection = inspect_file(placed.clone(), expected_sop_instance_uid);
+                let (inspected, stored) = tokio::join!(
+                    inspection,
+                    self.blobs.put_file(&blob_key, &placed, file.size)
+                );
+                let inspected_at = started.elapsed();
+                if inspected.is_err() || stored.is_err() {
+                    self.delete_quietly(&blob_key).await;
+                }
+                stored?;
+                (inspected?, inspected_at)
+            }
+            None => {
+                let inspected =
+                    inspect_file(file.path.to_path_buf(), expected_sop_instance_uid).await?;
+                let inspected_at = started.elapsed();
+                self.blobs
+                    .put_file(&blob_key, &file.path, file.size)
+                    .await?;
+                (inspected, inspected_at)
+            }
+        };
+        let stored_at = started.elapsed();
         let tags = &inspected.tags;
         let ids = ResourceIds::derive(
             tags.patient.get("PatientID"),
@@ -148,14 +167,6 @@ impl Ingest {
             tags.series.get("SeriesInstanceUID"),
             &inspected.sop_instance_uid,
         );
-        // Every write gets a fresh key: a second copy never overwrites the blob the index
-        // points at, even when two servers receive the same instance at once.
-        let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
-        let inspected_at = started.elapsed();
-        self.blobs
-            .put_file(&blob_key, &file.path, file.size)
-            .await?;
-        let stored_at = started.elapsed();
 
         let new = NewInstance {
             ids: ids.clone(),
@@ -206,6 +217,19 @@ impl Ingest {
             tracing::warn!(blob = key, error = %e, "could not delete an unused blob");
         }
     }
+}
+
+/// Inspects a spooled or placed file on a blocking thread.
+async fn inspect_file(
+    path: PathBuf,
+    expected_sop_instance_uid: Option<String>,
+) -> Result<inspect::Inspected, IngestError> {
+    tokio::task::spawn_blocking(move || {
+        inspect::inspect(&path, expected_sop_instance_uid.as_deref())
+    })
+    .await
+    .map_err(|e| IngestError::Spool(std::io::Error::other(e)))?
+    .map_err(IngestError::from)
 }
 
 /// Now in UTC as `YYYYMMDDTHHMMSS`, Orthanc's date format.

@@ -24,8 +24,11 @@ pub struct Part10Header {
     pub source_aet: Option<String>,
 }
 
-/// Bytes gathered before a write to the file (and a writeback kick).
+/// Bytes gathered before a write to the file (and a writeback kick); larger pieces are
+/// written at once.
 const CHUNK: usize = 256 * 1024;
+/// Pieces at least this large skip the buffer.
+const DIRECT: usize = 32 * 1024;
 
 /// A part-10 file being written. Dropping it removes the file.
 pub struct Spool {
@@ -79,32 +82,39 @@ impl Spool {
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= CHUNK {
-            self.flush_buffer()?;
+        if bytes.len() < DIRECT && self.buffer.len() + bytes.len() < CHUNK {
+            self.buffer.extend_from_slice(bytes);
+            return Ok(());
         }
-        Ok(())
+        // A large piece (a PDV of a big PDU) is written as it is, not copied into the buffer.
+        self.flush_buffer()?;
+        self.write_out(bytes, self.size - bytes.len() as u64)
     }
 
-    /// Writes the buffer and asks the kernel to start writing it back to disk now, while the
-    /// rest of the instance arrives: the fsync before the acknowledgement then has little left
-    /// to do. Writes to the page cache are short, but may stall under writeback pressure, so
-    /// they run with `block_in_place` rather than on a worker the runtime counts on.
     fn flush_buffer(&mut self) -> std::io::Result<()> {
-        use std::io::Write;
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let start = self.size - self.buffer.len() as u64;
-        let length = self.buffer.len() as u64;
-        let (file, buffer) = (&mut self.file, &self.buffer);
-        tokio::task::block_in_place(|| -> std::io::Result<()> {
-            file.write_all(buffer)?;
-            start_writeback(file, start, length);
-            Ok(())
-        })?;
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.write_out(&buffer, self.size - buffer.len() as u64);
+        self.buffer = buffer;
         self.buffer.clear();
-        Ok(())
+        result
+    }
+
+    /// Writes `bytes` (which start at offset `start` of the file) and asks the kernel to start
+    /// writing them back to disk now, while the rest of the instance arrives: the fsync before
+    /// the acknowledgement then has little left to do. Writes to the page cache are short, but
+    /// may stall under writeback pressure, so they run with `block_in_place` rather than on a
+    /// worker the runtime counts on.
+    fn write_out(&mut self, bytes: &[u8], start: u64) -> std::io::Result<()> {
+        use std::io::Write;
+        let file = &mut self.file;
+        tokio::task::block_in_place(|| -> std::io::Result<()> {
+            file.write_all(bytes)?;
+            start_writeback(file, start, bytes.len() as u64);
+            Ok(())
+        })
     }
 
     /// Writes what is left and closes the file (without fsync: the blob store decides about

@@ -1,5 +1,5 @@
-//! Blob store in a local folder: `<root>/<k0k1k2>/<key>`, written by rename so that a blob
-//! is either whole or absent.
+//! Blob store in a local folder: `<root>/<k0k1k2>/<key>`, moved there by rename from the
+//! spool folder, then made durable.
 //!
 //! The 4096 fan-out folders (keys start with a hex digit triple) are created once, when the
 //! store opens: creating them on demand would cost a `mkdir` and two more fsyncs on the path
@@ -62,35 +62,38 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FolderStore {
-    async fn prepare(&self, local: &Path) -> Result<(), StorageError> {
+    async fn place(&self, key: &str, local: &Path) -> Result<Option<PathBuf>, StorageError> {
+        let target = self.path_of(key)?;
         let local = local.to_path_buf();
-        tokio::task::spawn_blocking(move || std::fs::File::open(&local)?.sync_data())
-            .await
-            .map_err(std::io::Error::other)??;
-        Ok(())
+        let placed = target.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = target.parent().expect("blob paths have a parent");
+            // Only keys that do not start with hex digits need a folder made here.
+            if !dir.exists() {
+                std::fs::create_dir(dir)?;
+                sync_dir(dir.parent().expect("fan-out has a parent"))?;
+            }
+            // The spool folder is on the same file system (both live in the data folder),
+            // so this is an atomic rename, not a copy.
+            std::fs::rename(&local, &target)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(Some(placed))
     }
 
     async fn put_file(&self, key: &str, local: &Path, _size: u64) -> Result<(), StorageError> {
         let target = self.path_of(key)?;
-        let local = local.to_path_buf();
+        if local != target {
+            self.place(key, local).await?;
+        }
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let dir = target.parent().expect("blob paths have a parent");
-            // Only keys that do not start with hex digits need a folder made here.
-            let created = !dir.exists();
-            if created {
-                std::fs::create_dir(dir)?;
-            }
-            // Usually done by `prepare` already, then this returns at once.
-            std::fs::File::open(&local)?.sync_data()?;
-            // The spool folder is on the same file system (both live in the data folder),
-            // so this is an atomic rename, not a copy.
-            std::fs::rename(&local, &target)?;
-            sync_dir(dir)?;
-            if created {
-                // A new fan-out folder must be durable too.
-                sync_dir(dir.parent().expect("fan-out has a parent"))?;
-            }
-            Ok(())
+            // Renamed before the fsync, not after: on ext4 and XFS one journal commit then
+            // covers the data, the inode and the new name, and the folder's fsync has
+            // nothing left to write. Until the index commits, a file here that a crash left
+            // incomplete is only an orphan: nothing points at it.
+            std::fs::File::open(&target)?.sync_all()?;
+            sync_dir(target.parent().expect("blob paths have a parent"))
         })
         .await
         .map_err(std::io::Error::other)??;

@@ -7,7 +7,7 @@ mod folder;
 mod s3;
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -35,10 +35,13 @@ pub enum StorageError {
 /// The contract every blob store fulfils.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Work on a finished local file that can start before its key is known and while it is
-    /// still being read (a folder store makes it durable here). Optional.
-    async fn prepare(&self, _local: &Path) -> Result<(), StorageError> {
-        Ok(())
+    /// Moves a finished local file to where `key` will live, without making it durable yet,
+    /// and returns its new path; for stores on the local file system, which can then make it
+    /// durable (`put_file` with that path) while it is still being read. Other stores return
+    /// `None` and take the file in `put_file`. A placed file not yet made durable is not a
+    /// stored blob: nothing points at it until the index commits, and it is deleted like one.
+    async fn place(&self, _key: &str, _local: &Path) -> Result<Option<PathBuf>, StorageError> {
+        Ok(None)
     }
     /// Takes the finished local file at `local` and stores it under `key`. When this returns
     /// `Ok`, the blob is durable (fsynced, or the S3 PUT completed). A store may move the local
