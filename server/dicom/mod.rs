@@ -1,6 +1,7 @@
 //! The DICOM SCP: accepts associations on a TCP listener and hands each to its own task.
 
 mod association;
+mod busy;
 pub mod dimse;
 mod peers;
 pub mod syntaxes;
@@ -38,6 +39,8 @@ pub struct DicomServer {
     services: Arc<Services>,
     /// Shared by both listeners: `max_associations` counts every association.
     slots: Arc<Semaphore>,
+    /// Answers those that find no free slot.
+    rejecter: busy::Rejecter,
     timeout: Duration,
 }
 
@@ -80,6 +83,7 @@ impl DicomServer {
         for ts in syntaxes::TRANSFER_SYNTAXES {
             options = options.with_transfer_syntax(*ts);
         }
+        let rejecter = busy::Rejecter::new(tls.clone());
         let tls = match (settings.dicom_tls, tls) {
             (false, _) => None,
             (true, None) => anyhow::bail!("dicom_tls is on but no TLS configuration was given"),
@@ -100,6 +104,7 @@ impl DicomServer {
             policy,
             services: Arc::new(services),
             slots: Arc::new(Semaphore::new(settings.max_associations)),
+            rejecter,
             timeout,
         })
     }
@@ -146,7 +151,8 @@ impl DicomServer {
                 }
             };
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                warn!(%peer, "too many associations; connection closed");
+                let span = info_span!("association", %peer, tls);
+                span.in_scope(|| self.rejecter.reject(socket, tls));
                 continue;
             };
             let policy = PeerPolicy {

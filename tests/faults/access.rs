@@ -4,10 +4,10 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use sqlx::Row;
 
-use crate::common::dcmtk;
 use crate::common::dicomgen::Instance;
 use crate::common::scu::{self, Scu, blocking};
 use crate::common::server::ServerConfig;
+use crate::common::{dcmtk, eventually};
 use crate::site::Site;
 use crate::support::{
     Contexts, DEFAULT_CONTEXTS, SOP_CLASS_NOT_SUPPORTED, SUCCESS, Store, assert_usable,
@@ -202,4 +202,44 @@ addresses = ["127.0.0.1/32"]
     site.expect_log(&["this peer may not store", &refused.sop_instance_uid])
         .await;
     site.assert_serves().await;
+}
+
+/// With every association slot taken, a new peer gets an A-ASSOCIATE-RJ that says why
+/// (transient, local limit exceeded), not a dropped connection; once a slot frees, it is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_server_rejects_associations_with_the_reason() {
+    if !dcmtk::require_tool("echoscu") {
+        return;
+    }
+    let site = Site::configured("max_associations = 1\n");
+    let port = site.port();
+    let (hold, held) = std::sync::mpsc::channel::<()>();
+    let (opened, is_open) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(blocking(move || {
+        let contexts: Contexts = &[(scu::VERIFICATION, &[scu::IMPLICIT_LE])];
+        let mut scu = Scu::connect(port, "TESTSCU", "ORTHWEB", contexts).expect("first one fits");
+        opened.send(()).unwrap();
+        held.recv().unwrap();
+        assert_usable(&mut scu);
+        scu.release().unwrap();
+    }));
+    is_open.await.unwrap();
+
+    let refused = site.echoscu("ORTHWEB").await;
+    let text = dcmtk::text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("Rejected") && text.contains("Local Limit Exceeded"),
+        "echoscu is told why: {text}"
+    );
+    site.expect_log(&["too many associations", "rejected"])
+        .await;
+
+    hold.send(()).unwrap();
+    holder.await.unwrap();
+    // The server frees the slot when its side of the association has ended.
+    eventually("an echo once the slot is free", || async {
+        site.echoscu("ORTHWEB").await.status.success().then_some(())
+    })
+    .await;
 }
