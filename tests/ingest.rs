@@ -348,6 +348,47 @@ async fn two_servers_index_each_instance_once() {
     assert_eq!(objects, instances.len());
 }
 
+/// On PostgreSQL the change log is numbered in commit order: a writer logs its changes last,
+/// under an advisory lock kept until its commit. While another transaction holds that lock, a
+/// C-STORE waits (unacknowledged); once it commits, the store goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_wait_for_the_log_lock_on_postgres() {
+    if !dcmtk::require_tool("storescu") {
+        return;
+    }
+    let Some(cloud) = Cloud::start() else { return };
+    let db = cloud.pg.create_database("ordered");
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start(&work.path().join("s"), cloud.config(&db, "ordered"));
+    let mut spec = Spec::new(11);
+    spec.series.clear();
+    spec.add_series("CT", 1, 16, 16, 1, Depth::U12);
+    let dir = work.path().join("study");
+    spec.write(&dir).unwrap();
+
+    let pool = cloud.backend(&db, "ordered").pool().await;
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(orthweb::index::LOG_LOCK)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let port = server.dicom_port;
+    let send =
+        tokio::spawn(
+            async move { dcmtk::storescu("127.0.0.1", port, "ORTHWEB", &[&dir], &[]).await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!send.is_finished(), "the store waits for the log lock");
+    assert_eq!(count(&pool, "SELECT COUNT(*) AS n FROM instances").await, 0);
+
+    holder.commit().await.unwrap();
+    let sent = send.await.unwrap();
+    assert!(sent.status.success(), "{}", dcmtk::text(&sent));
+    assert_eq!(count(&pool, "SELECT COUNT(*) AS n FROM instances").await, 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) AS n FROM changes").await, 4);
+}
+
 async fn count(pool: &AnyPool, sql: &'static str) -> i64 {
     sqlx::query(sql).fetch_one(pool).await.unwrap().get("n")
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use super::changes::ChangeType;
+use super::changes::{self, ChangeType};
 use super::{Backend, IndexError, Level, NewInstance, StoreOutcome};
 use crate::config::OverwritePolicy;
 
@@ -70,7 +70,7 @@ pub(super) async fn write(
         touch(tx, "series", &touched(|n| &n.ids.series, &new_series), at).await?;
     }
 
-    let mut changes: Vec<(ChangeType, Level, &str, &str)> = Vec::new();
+    let mut log: Vec<(ChangeType, Level, &str, &str)> = Vec::new();
     let levels = [
         (Level::Patient, &patients, &new_patients),
         (Level::Study, &studies, &new_studies),
@@ -81,20 +81,21 @@ pub(super) async fn write(
             let id = level_id(new, level);
             if created.contains(id) {
                 let change = ChangeType::new_resource(level);
-                changes.push((change, level, id, &new.received_at));
+                log.push((change, level, id, &new.received_at));
             }
         }
     }
     for new in &changed {
         let id = &new.ids.instance;
-        changes.push((
+        log.push((
             ChangeType::NewInstance,
             Level::Instance,
             id,
             &new.received_at,
         ));
     }
-    record_changes(tx, &changes).await?;
+    // Last: see `record_all` on the order of the log.
+    changes::record_all(tx, backend, &log).await?;
     Ok(outcomes)
 }
 
@@ -276,33 +277,6 @@ async fn touch(
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
     for id in ids {
         query = query.bind(*id);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
-
-async fn record_changes(
-    tx: &mut Transaction<'static, Any>,
-    changes: &[(ChangeType, Level, &str, &str)],
-) -> Result<(), IndexError> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut sql =
-        "INSERT INTO changes (change_type, resource_type, resource_id, date) VALUES ".to_string();
-    for n in 0..changes.len() {
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        placeholders(&mut sql, 1 + n * 4, 4);
-    }
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (change, level, id, date) in changes {
-        query = query
-            .bind(change.name())
-            .bind(level.name())
-            .bind(*id)
-            .bind(*date);
     }
     query.execute(&mut **tx).await?;
     Ok(())

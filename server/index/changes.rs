@@ -1,9 +1,9 @@
 //! The change log (`GET /changes`): every new resource and every deletion, numbered in the
 //! order the database assigned, written in the same transaction as the change itself.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
-use super::{Index, IndexError, Level};
+use super::{Backend, Index, IndexError, Level};
 
 /// What happened to a resource, with Orthanc's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,22 +56,57 @@ pub struct ChangePage {
     pub last: i64,
 }
 
-pub(super) async fn record(
+/// Key of the PostgreSQL advisory lock that orders the change log (see `record_all`).
+pub const LOG_LOCK: i64 = 0x4f52_5448_5745_4201;
+
+/// Appends `changes` (type, level, resource ID, date), in order, as the last writes of `tx`.
+///
+/// On PostgreSQL `seq` comes from a sequence, handed out when a row is inserted: two
+/// transactions committing in the other order would let a poller that already read the higher
+/// number skip the lower one for good. So every transaction logs its changes last, under an
+/// advisory lock it keeps until its commit: the numbers then come in commit order. Taken after
+/// every row lock of the transaction, it never waits on a writer that waits on it. SQLite has
+/// one writer at a time already.
+pub(super) async fn record_all(
     tx: &mut Transaction<'static, Any>,
-    change: ChangeType,
-    level: Level,
-    id: &str,
-    date: &str,
+    backend: Backend,
+    changes: &[(ChangeType, Level, &str, &str)],
 ) -> Result<(), IndexError> {
-    sqlx::query(
-        "INSERT INTO changes (change_type, resource_type, resource_id, date) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(change.name())
-    .bind(level.name())
-    .bind(id)
-    .bind(date)
-    .execute(&mut **tx)
-    .await?;
+    if changes.is_empty() {
+        return Ok(());
+    }
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for chunk in changes.chunks(1000) {
+        let mut sql = "INSERT INTO changes (change_type, resource_type, resource_id, date) VALUES "
+            .to_string();
+        for n in 0..chunk.len() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            let first = 1 + n * 4;
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${})",
+                first,
+                first + 1,
+                first + 2,
+                first + 3
+            ));
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (change, level, id, date) in chunk {
+            query = query
+                .bind(change.name())
+                .bind(level.name())
+                .bind(*id)
+                .bind(*date);
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -86,25 +86,26 @@ impl Index {
         .execute(&mut *tx)
         .await?;
 
-        // Children before parents, for the foreign keys; each with its `Deleted` changes.
+        // Children before parents, for the foreign keys; each with its `Deleted` changes
+        // (written last, see `changes::record_all`).
+        let mut deleted: Vec<(Level, String)> = Vec::new();
         for below in Level::ALL.into_iter().rev().filter(|l| *l >= level) {
             let condition = if below == level {
                 "r.id = $1".to_string()
             } else {
                 under(below, level, "r")
             };
-            let log = format!(
-                "INSERT INTO changes (change_type, resource_type, resource_id, date)
-                 SELECT '{}', '{}', r.id, $2 FROM {} r WHERE {condition} ORDER BY r.id",
-                ChangeType::Deleted.name(),
-                below.name(),
+            let ids = format!(
+                "SELECT r.id FROM {} r WHERE {condition} ORDER BY r.id",
                 below.table()
             );
-            sqlx::query(AssertSqlSafe(log))
+            for row in sqlx::query(AssertSqlSafe(ids))
                 .bind(id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                deleted.push((below, row.try_get("id")?));
+            }
             let delete = format!(
                 "DELETE FROM {table} WHERE id IN (SELECT r.id FROM {table} r WHERE {condition})",
                 table = below.table()
@@ -133,7 +134,7 @@ impl Index {
                 remaining_ancestor = Some((ancestor, ancestor_id));
                 break;
             }
-            changes::record(&mut tx, ChangeType::Deleted, ancestor, &ancestor_id, at).await?;
+            deleted.push((ancestor, ancestor_id.clone()));
             let sql = format!("DELETE FROM {} WHERE id = $1", ancestor.table());
             sqlx::query(AssertSqlSafe(sql))
                 .bind(&ancestor_id)
@@ -141,6 +142,11 @@ impl Index {
                 .await?;
         }
 
+        let log: Vec<_> = deleted
+            .iter()
+            .map(|(level, id)| (ChangeType::Deleted, *level, id.as_str(), at))
+            .collect();
+        changes::record_all(&mut tx, self.backend, &log).await?;
         tx.commit().await?;
         Ok(Some(Deletion {
             remaining_ancestor,

@@ -19,7 +19,7 @@ mod write;
 use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
-pub use changes::{Change, ChangePage, ChangeType};
+pub use changes::{Change, ChangePage, ChangeType, LOG_LOCK};
 pub use connect::Backend;
 pub use delete::Deletion;
 pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
