@@ -121,7 +121,7 @@ fn level_id(new: &NewInstance, level: Level) -> &str {
 }
 
 /// `$first, $first+1, …` for `count` values, in parentheses.
-fn placeholders(sql: &mut String, first: usize, count: usize) {
+pub(super) fn placeholders(sql: &mut String, first: usize, count: usize) {
     sql.push('(');
     for n in first..first + count {
         if n > first {

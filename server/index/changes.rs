@@ -88,14 +88,7 @@ pub(super) async fn record_all(
             if n > 0 {
                 sql.push_str(", ");
             }
-            let first = 1 + n * 4;
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${})",
-                first,
-                first + 1,
-                first + 2,
-                first + 3
-            ));
+            super::batch::placeholders(&mut sql, 1 + n * 4, 4);
         }
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for (change, level, id, date) in chunk {

@@ -34,7 +34,7 @@ impl Committer {
             // up at once rather than after whatever the busy runtime's workers have queued
             // (under load that waiting, not SQLite, was most of a batch's time).
             Backend::Sqlite => {
-                let spawned = std::thread::Builder::new()
+                std::thread::Builder::new()
                     .name("index-commit".into())
                     .spawn(move || {
                         tokio::runtime::Builder::new_current_thread()
@@ -42,10 +42,8 @@ impl Committer {
                             .build()
                             .expect("a current-thread runtime builds")
                             .block_on(commit_loop(writer, backend, queue))
-                    });
-                if let Err(e) = spawned {
-                    panic!("cannot start the index commit thread: {e}");
-                }
+                    })
+                    .expect("the index commit thread starts");
             }
             // PostgreSQL's connections are sockets of the main runtime.
             Backend::Postgres => {

@@ -81,40 +81,26 @@ impl Spool {
 
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.hasher.update(bytes);
-        self.size += bytes.len() as u64;
         if bytes.len() < DIRECT && self.buffer.len() + bytes.len() < CHUNK {
             self.buffer.extend_from_slice(bytes);
+            self.size += bytes.len() as u64;
             return Ok(());
         }
         // A large piece (a PDV of a big PDU) is written as it is, not copied into the buffer.
         self.flush_buffer()?;
-        self.write_out(bytes, self.size - bytes.len() as u64)
+        write_out(&mut self.file, bytes, self.size)?;
+        self.size += bytes.len() as u64;
+        Ok(())
     }
 
     fn flush_buffer(&mut self) -> std::io::Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let buffer = std::mem::take(&mut self.buffer);
-        let result = self.write_out(&buffer, self.size - buffer.len() as u64);
-        self.buffer = buffer;
+        let start = self.size - self.buffer.len() as u64;
+        write_out(&mut self.file, &self.buffer, start)?;
         self.buffer.clear();
-        result
-    }
-
-    /// Writes `bytes` (which start at offset `start` of the file) and asks the kernel to start
-    /// writing them back to disk now, while the rest of the instance arrives: the fsync before
-    /// the acknowledgement then has little left to do. Writes to the page cache are short, but
-    /// may stall under writeback pressure, so they run with `block_in_place` rather than on a
-    /// worker the runtime counts on.
-    fn write_out(&mut self, bytes: &[u8], start: u64) -> std::io::Result<()> {
-        use std::io::Write;
-        let file = &mut self.file;
-        tokio::task::block_in_place(|| -> std::io::Result<()> {
-            file.write_all(bytes)?;
-            start_writeback(file, start, bytes.len() as u64);
-            Ok(())
-        })
+        Ok(())
     }
 
     /// Writes what is left and closes the file (without fsync: the blob store decides about
@@ -127,6 +113,20 @@ impl Spool {
             sha256: hex::encode(self.hasher.finalize()),
         })
     }
+}
+
+/// Writes `bytes` (which start at offset `start` of the file) and asks the kernel to start
+/// writing them back to disk now, while the rest of the instance arrives: the fsync before the
+/// acknowledgement then has little left to do. Writes to the page cache are short, but may stall
+/// under writeback pressure, so they run with `block_in_place` rather than on a worker the
+/// runtime counts on.
+fn write_out(file: &mut std::fs::File, bytes: &[u8], start: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    tokio::task::block_in_place(|| {
+        file.write_all(bytes)?;
+        start_writeback(file, start, bytes.len() as u64);
+        Ok(())
+    })
 }
 
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts writeback of a range without waiting.
