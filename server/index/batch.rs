@@ -14,10 +14,15 @@ type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
 /// Writes `batch` (sorted by resource IDs, see the commit loop) inside `tx`, parents first,
 /// with the change log entries. Outcomes come in the order of `batch`.
+///
+/// `ready` is awaited between the rows and the change log; an error from it ends the write.
+/// The commit loop waits there for the batch's files to be durable: the rows are written
+/// meanwhile, and the log lock (see `record_all`) is only taken once nothing is left to wait on.
 pub(super) async fn write(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     batch: &[(&NewInstance, OverwritePolicy)],
+    ready: impl Future<Output = Result<(), IndexError>>,
 ) -> Result<Vec<StoreOutcome>, IndexError> {
     let news: Vec<&NewInstance> = batch.iter().map(|(new, _)| *new).collect();
     let patients = first_of_each(&news, |n| &n.ids.patient);
@@ -94,6 +99,7 @@ pub(super) async fn write(
             &new.received_at,
         ));
     }
+    ready.await?;
     // Last: see `record_all` on the order of the log.
     changes::record_all(tx, backend, &log).await?;
     Ok(outcomes)
@@ -283,12 +289,19 @@ async fn touch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::ids::ResourceIds;
     use crate::index::{Index, LevelTags};
 
-    fn instance(patient: &str, study: &str, series: &str, sop: &str, at: &str) -> NewInstance {
+    /// A new instance with the main tags of each level.
+    pub(in crate::index) fn instance(
+        patient: &str,
+        study: &str,
+        series: &str,
+        sop: &str,
+        at: &str,
+    ) -> NewInstance {
         let tags = |pairs: &[(&'static str, &str)]| {
             LevelTags(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
         };
@@ -315,7 +328,9 @@ mod tests {
         batch: &[(&NewInstance, OverwritePolicy)],
     ) -> Vec<StoreOutcome> {
         let mut tx = index.writer.begin().await.unwrap();
-        let outcomes = write(&mut tx, index.backend, batch).await.unwrap();
+        let outcomes = write(&mut tx, index.backend, batch, async { Ok(()) })
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         outcomes
     }

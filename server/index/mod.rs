@@ -17,6 +17,7 @@ mod users;
 mod write;
 
 use sqlx::{AnyPool, Row};
+use tokio::sync::oneshot;
 
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
 pub use changes::{Change, ChangePage, ChangeType, LOG_LOCK};
@@ -43,6 +44,9 @@ pub enum IndexError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the index writer has stopped")]
     WriterStopped,
+    /// The instance's file could not be made durable, so its rows were not committed.
+    #[error("the instance's file was not stored")]
+    BlobNotStored,
 }
 
 impl From<sqlx::Error> for IndexError {
@@ -86,7 +90,20 @@ impl Index {
         new: NewInstance,
         policy: OverwritePolicy,
     ) -> Result<StoreOutcome, IndexError> {
-        self.committer.store(new, policy).await
+        self.committer.store(new, policy, None).await
+    }
+
+    /// Like `store_instance`, for an instance whose file is still being made durable: its rows
+    /// are written meanwhile but committed only once `stored` says `true` (and not at all on
+    /// `false`, or if it is dropped). This takes the index's statements off the path to the
+    /// acknowledgement without ever committing a row whose file a crash could lose.
+    pub async fn store_instance_once_stored(
+        &self,
+        new: NewInstance,
+        policy: OverwritePolicy,
+        stored: oneshot::Receiver<bool>,
+    ) -> Result<StoreOutcome, IndexError> {
+        self.committer.store(new, policy, Some(stored)).await
     }
 
     /// Counts of each level and the total size of the stored files.

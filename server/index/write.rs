@@ -1,6 +1,9 @@
 //! The write path of the index, with group commit: callers hand their instance to one task,
 //! which writes everything waiting in a single transaction. With many associations storing at
 //! once, one commit (one fsync) then serves many instances; with one, it costs nothing extra.
+//! An instance may come before its file is durable: its rows are written while the file's
+//! fsync or upload runs, and the transaction commits only once every file of the batch is
+//! stored.
 
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +18,29 @@ const MAX_BATCH: usize = 64;
 struct Job {
     new: NewInstance,
     policy: OverwritePolicy,
+    stored: Stored,
     reply: oneshot::Sender<Result<StoreOutcome, IndexError>>,
+}
+
+/// Whether a job's file is durable.
+enum Stored {
+    Yes,
+    No,
+    /// Not known yet: the sender says `true` once it is.
+    Pending(oneshot::Receiver<bool>),
+}
+
+impl Stored {
+    /// Waits for the answer (once; it is kept for a retry).
+    async fn wait(&mut self) -> bool {
+        if let Stored::Pending(answer) = self {
+            *self = match answer.await {
+                Ok(true) => Stored::Yes,
+                _ => Stored::No,
+            };
+        }
+        matches!(self, Stored::Yes)
+    }
 }
 
 /// The handle callers use; cheap to clone.
@@ -53,14 +78,22 @@ impl Committer {
         Committer { jobs }
     }
 
+    /// Writes `new`; with `stored`, commits it only once that says its file is durable.
     pub(super) async fn store(
         &self,
         new: NewInstance,
         policy: OverwritePolicy,
+        stored: Option<oneshot::Receiver<bool>>,
     ) -> Result<StoreOutcome, IndexError> {
         let (reply, answer) = oneshot::channel();
+        let stored = stored.map_or(Stored::Yes, Stored::Pending);
         self.jobs
-            .send(Job { new, policy, reply })
+            .send(Job {
+                new,
+                policy,
+                stored,
+                reply,
+            })
             .await
             .map_err(|_| IndexError::WriterStopped)?;
         answer.await.map_err(|_| IndexError::WriterStopped)?
@@ -88,7 +121,7 @@ async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receive
             ))
         });
         let started = std::time::Instant::now();
-        let result = write_batch(&writer, backend, &jobs).await;
+        let result = write_batch(&writer, backend, &mut jobs).await;
         tracing::debug!(
             batch = jobs.len(),
             commit_us = started.elapsed().as_micros() as u64,
@@ -103,8 +136,12 @@ async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receive
             Err(_) if jobs.len() > 1 => {
                 // Something in the batch failed: retry one by one, so that each caller gets
                 // its own answer and one bad row cannot fail the others.
-                for job in jobs {
-                    let result = write_batch(&writer, backend, std::slice::from_ref(&job))
+                for mut job in jobs {
+                    if matches!(job.stored, Stored::No) {
+                        let _ = job.reply.send(Err(IndexError::BlobNotStored));
+                        continue;
+                    }
+                    let result = write_batch(&writer, backend, std::slice::from_mut(&mut job))
                         .await
                         .map(|mut outcomes| outcomes.remove(0));
                     let _ = job.reply.send(result);
@@ -119,16 +156,38 @@ async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receive
     }
 }
 
+/// Writes `jobs` in one transaction, committed once all their files are durable. If one is
+/// not, nothing is committed (the transaction rolls back when dropped).
 async fn write_batch(
     writer: &AnyPool,
     backend: Backend,
-    jobs: &[Job],
+    jobs: &mut [Job],
 ) -> Result<Vec<StoreOutcome>, IndexError> {
-    let mut tx = writer.begin_with(backend.begin_write()).await?;
-    let batch: Vec<_> = jobs.iter().map(|job| (&job.new, job.policy)).collect();
-    let outcomes = batch::write(&mut tx, backend, &batch).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let mut stored: Vec<Stored> = jobs
+        .iter_mut()
+        .map(|job| std::mem::replace(&mut job.stored, Stored::No))
+        .collect();
+    let result = async {
+        let mut tx = writer.begin_with(backend.begin_write()).await?;
+        let batch: Vec<_> = jobs.iter().map(|job| (&job.new, job.policy)).collect();
+        let all_stored = async {
+            for answer in stored.iter_mut() {
+                if !answer.wait().await {
+                    return Err(IndexError::BlobNotStored);
+                }
+            }
+            Ok(())
+        };
+        let outcomes = batch::write(&mut tx, backend, &batch, all_stored).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+    .await;
+    // Answers already known stay known for a retry of the jobs one by one.
+    for (job, answer) in jobs.iter_mut().zip(stored) {
+        job.stored = answer;
+    }
+    result
 }
 
 /// Queues a blob for removal from the blob store (see the `blob_deletions` table).
@@ -152,4 +211,67 @@ pub(super) async fn schedule_blob_deletion(
 /// because SQLite's `UPPER` only knows ASCII.
 pub fn fold_case(value: &str) -> String {
     value.to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::index::Index;
+    use crate::index::batch::tests::instance;
+
+    async fn open() -> (tempfile::TempDir, Index) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
+        let index = Index::open(&url).await.unwrap();
+        (dir, index)
+    }
+
+    /// Rows of an instance whose file is not durable yet are not committed until it is, and
+    /// never if it fails; a failure in a batch leaves the others of the batch stored.
+    #[tokio::test]
+    async fn rows_commit_only_once_their_file_is_stored() {
+        let (_dir, index) = open().await;
+        let never = OverwritePolicy::Never;
+        let store = |sop: &str| {
+            let (stored, answer) = oneshot::channel();
+            let index = index.clone();
+            let new = instance("P1", "1.1", "1.1.1", sop, "20260101T000000");
+            let task =
+                tokio::spawn(
+                    async move { index.store_instance_once_stored(new, never, answer).await },
+                );
+            (stored, task)
+        };
+
+        let (first_stored, first) = store("1.1.1.1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(index.statistics().await.unwrap().instances, 0);
+        // Queued behind the first, so likely one batch: one file fails, the other is stored.
+        let (failed_stored, failed) = store("1.1.1.2");
+        let (second_stored, second) = store("1.1.1.3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        failed_stored.send(false).unwrap();
+        second_stored.send(true).unwrap();
+        first_stored.send(true).unwrap();
+
+        assert_eq!(first.await.unwrap().unwrap(), StoreOutcome::Stored);
+        assert!(matches!(
+            failed.await.unwrap(),
+            Err(IndexError::BlobNotStored)
+        ));
+        assert_eq!(second.await.unwrap().unwrap(), StoreOutcome::Stored);
+        let stats = index.statistics().await.unwrap();
+        assert_eq!((stats.patients, stats.instances), (1, 2));
+
+        // A sender that goes away without an answer counts as a failure.
+        let (dropped, lost) = store("1.1.1.4");
+        drop(dropped);
+        assert!(matches!(
+            lost.await.unwrap(),
+            Err(IndexError::BlobNotStored)
+        ));
+        assert_eq!(index.statistics().await.unwrap().instances, 2);
+    }
 }

@@ -134,68 +134,51 @@ impl Ingest {
         // Every write gets a fresh key: a second copy never overwrites the blob the index
         // points at, even when two servers receive the same instance at once.
         let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
-        let (inspected, inspected_at) = match self.blobs.place(&blob_key, &file.path).await? {
-            // A local store makes the file durable while it is inspected: both only read it.
-            Some(placed) => {
-                let inspection = inspect_file(placed.clone(), expected_sop_instance_uid);
-                let (inspected, stored) = tokio::join!(
-                    inspection,
-                    self.blobs.put_file(&blob_key, &placed, file.size)
-                );
-                let inspected_at = started.elapsed();
-                if inspected.is_err() || stored.is_err() {
-                    self.delete_quietly(&blob_key).await;
-                }
-                stored?;
-                (inspected?, inspected_at)
-            }
-            None => {
-                let inspected =
-                    inspect_file(file.path.to_path_buf(), expected_sop_instance_uid).await?;
-                let inspected_at = started.elapsed();
-                self.blobs
-                    .put_file(&blob_key, &file.path, file.size)
-                    .await?;
-                (inspected, inspected_at)
-            }
+        // A local store takes the file now; others read it from the spool.
+        let local = match self.blobs.place(&blob_key, &file.path).await? {
+            Some(placed) => placed,
+            None => file.path.to_path_buf(),
         };
-        let stored_at = started.elapsed();
-        let tags = &inspected.tags;
-        let ids = ResourceIds::derive(
-            tags.patient.get("PatientID"),
-            tags.study.get("StudyInstanceUID"),
-            tags.series.get("SeriesInstanceUID"),
-            &inspected.sop_instance_uid,
-        );
-
-        let new = NewInstance {
-            ids: ids.clone(),
-            patient: inspected.tags.patient,
-            study: inspected.tags.study,
-            series: inspected.tags.series,
-            instance: inspected.tags.instance,
-            sop_instance_uid: inspected.sop_instance_uid,
-            sop_class_uid: inspected.sop_class_uid,
-            transfer_syntax_uid: inspected.transfer_syntax_uid,
-            has_pixel_data: inspected.has_pixel_data,
-            blob_key: blob_key.clone(),
-            file_size: file.size,
-            sha256: file.sha256,
-            remote_aet: remote_aet.trim().to_string(),
-            received_at: now_orthanc(),
+        // The file is made durable (fsync or upload) while it is inspected and its rows are
+        // written; the index commits only once the file is stored. Both only read the file.
+        let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+        let storing = async {
+            let stored = self.blobs.put_file(&blob_key, &local, file.size).await;
+            let _ = stored_tx.send(stored.is_ok());
+            (stored, started.elapsed())
         };
-        let outcome = match self.index.store_instance(new, self.policy).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // Not indexed, so not received: the blob must not linger.
+        let indexing = async {
+            let inspected = inspect_file(local.clone(), expected_sop_instance_uid).await?;
+            let inspected_at = started.elapsed();
+            let new = new_instance(inspected, &blob_key, &file, remote_aet);
+            let ids = new.ids.clone();
+            let outcome = self
+                .index
+                .store_instance_once_stored(new, self.policy, stored_rx)
+                .await;
+            Ok::<_, IngestError>((ids, outcome, inspected_at))
+        };
+        let ((stored, stored_at), indexed) = tokio::join!(storing, indexing);
+        let (ids, outcome, inspected_at) = match (stored, indexed) {
+            (Ok(()), Ok((ids, Ok(outcome), inspected_at))) => (ids, outcome, inspected_at),
+            // Not indexed, so not received: the blob must not linger.
+            (Err(e), _) => {
+                self.delete_quietly(&blob_key).await;
+                return Err(e.into());
+            }
+            (Ok(()), Err(e)) => {
+                self.delete_quietly(&blob_key).await;
+                return Err(e);
+            }
+            (Ok(()), Ok((_, Err(e), _))) => {
                 self.delete_quietly(&blob_key).await;
                 return Err(e.into());
             }
         };
         tracing::debug!(
             inspect_us = inspected_at.as_micros() as u64,
-            blob_us = (stored_at - inspected_at).as_micros() as u64,
-            index_us = (started.elapsed() - stored_at).as_micros() as u64,
+            stored_us = stored_at.as_micros() as u64,
+            indexed_us = started.elapsed().as_micros() as u64,
             "ingest timings"
         );
         match &outcome {
@@ -216,6 +199,38 @@ impl Ingest {
         if let Err(e) = self.blobs.delete(key).await {
             tracing::warn!(blob = key, error = %e, "could not delete an unused blob");
         }
+    }
+}
+
+/// The index row of an inspected file stored under `blob_key`.
+fn new_instance(
+    inspected: inspect::Inspected,
+    blob_key: &str,
+    file: &spool::SpooledFile,
+    remote_aet: &str,
+) -> NewInstance {
+    let tags = &inspected.tags;
+    let ids = ResourceIds::derive(
+        tags.patient.get("PatientID"),
+        tags.study.get("StudyInstanceUID"),
+        tags.series.get("SeriesInstanceUID"),
+        &inspected.sop_instance_uid,
+    );
+    NewInstance {
+        ids,
+        patient: inspected.tags.patient,
+        study: inspected.tags.study,
+        series: inspected.tags.series,
+        instance: inspected.tags.instance,
+        sop_instance_uid: inspected.sop_instance_uid,
+        sop_class_uid: inspected.sop_class_uid,
+        transfer_syntax_uid: inspected.transfer_syntax_uid,
+        has_pixel_data: inspected.has_pixel_data,
+        blob_key: blob_key.to_string(),
+        file_size: file.size,
+        sha256: file.sha256.clone(),
+        remote_aet: remote_aet.trim().to_string(),
+        received_at: now_orthanc(),
     }
 }
 
