@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 use crate::certs::Authority;
 use crate::common::dcmtk::{self, CALLING_AET};
 use crate::common::dicomgen::Spec;
+use crate::common::eventually;
+use crate::common::scu::{self, Scu, blocking};
 use crate::common::server::{Server, ServerConfig};
 
 const AET: &str = "ORTHWEB";
@@ -155,4 +157,46 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     );
     assert_fails("echoscu with a certificate of another CA", &with(&rogue));
     assert_ok("the modality again", &with(&modality));
+}
+
+/// A full server answers a peer on the TLS port as it answers a plain one: an A-ASSOCIATE-RJ
+/// that says why (transient, local limit exceeded), sent inside the TLS session rather than
+/// a dropped connection; once the slot frees, the peer is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_server_rejects_tls_associations_with_the_reason() {
+    if !dcmtk::require_tool("echoscu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        ServerConfig::default()
+            .env("ORTHWEB_DICOM_TLS", "true")
+            .env("ORTHWEB_DICOM_TLS_LISTEN", "127.0.0.1:0")
+            .env("ORTHWEB_MAX_ASSOCIATIONS", "1"),
+    );
+    let cert = server.data_dir.join("tls/localhost.crt");
+    let trust = ["+tla", "+cf", cert.to_str().unwrap()];
+    let tls = server.dicom_tls_port;
+
+    // The one slot, taken by a plain association (the limit covers both listeners).
+    let plain = server.dicom_port;
+    let contexts: &[(&str, &[&str])] = &[(scu::VERIFICATION, &[scu::IMPLICIT_LE])];
+    let held = blocking(move || Scu::connect(plain, CALLING_AET, AET, contexts))
+        .await
+        .expect("the first association fits");
+
+    let refused = echo(tls, &trust);
+    let text = dcmtk::text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(
+        text.contains("Rejected") && text.contains("Local Limit Exceeded"),
+        "echoscu on the TLS port is told why: {text}"
+    );
+
+    blocking(move || held.release().unwrap()).await;
+    eventually("an echo over TLS once the slot is free", || async {
+        echo(tls, &trust).status.success().then_some(())
+    })
+    .await;
 }
