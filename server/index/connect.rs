@@ -7,7 +7,7 @@ use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 
-use super::write::Committer;
+use super::write::{Committer, Writer};
 use super::{Index, IndexError};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -82,7 +82,7 @@ impl Index {
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
                 let writer = sqlite_pool(1).connect_with(options).await?;
-                let committer = Committer::start(writer.clone(), backend);
+                let committer = Committer::start(Writer::Sqlite(writer.clone()));
                 Ok(Index {
                     backend,
                     pool,
@@ -95,9 +95,9 @@ impl Index {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?;
-                let committer = Committer::start(pool.clone(), backend);
+                let committer = Committer::start(Writer::Postgres(options));
                 Ok(Index {
                     backend,
                     writer: pool.clone(),

@@ -5,6 +5,9 @@
 //! fsync or upload runs, and the transaction commits only once every file of the batch is
 //! stored.
 
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,6 +46,14 @@ impl Stored {
     }
 }
 
+/// What the commit task writes through.
+pub(super) enum Writer {
+    /// The pool of SQLite's one writer connection.
+    Sqlite(AnyPool),
+    /// Where to connect to PostgreSQL.
+    Postgres(AnyConnectOptions),
+}
+
 /// The handle callers use; cheap to clone.
 #[derive(Clone)]
 pub(super) struct Committer {
@@ -50,31 +61,36 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the commit task on the current runtime.
-    pub(super) fn start(writer: AnyPool, backend: Backend) -> Committer {
+    /// Starts the commit task on a thread of its own with its own runtime, where each of its
+    /// statements' answers is picked up at once rather than after whatever the busy main
+    /// runtime's workers have queued (under load that waiting, not the database, was most of a
+    /// batch's time). SQLite's writer connection is a thread of its own already, reached by
+    /// channels, so `Writer::Sqlite` is the pool; PostgreSQL's connections are sockets, which
+    /// belong to the runtime that opens them, so that pool is opened on the commit thread.
+    pub(super) fn start(writer: Writer) -> Committer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        match backend {
-            // SQLite's connection is a thread of its own, reached by channels: the loop can
-            // run on a thread of its own too, where each of its statements' answers is picked
-            // up at once rather than after whatever the busy runtime's workers have queued
-            // (under load that waiting, not SQLite, was most of a batch's time).
-            Backend::Sqlite => {
-                std::thread::Builder::new()
-                    .name("index-commit".into())
-                    .spawn(move || {
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_time()
-                            .build()
-                            .expect("a current-thread runtime builds")
-                            .block_on(commit_loop(writer, backend, queue))
+        std::thread::Builder::new()
+            .name("index-commit".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds")
+                    .block_on(async move {
+                        let (pool, backend) = match writer {
+                            Writer::Sqlite(pool) => (pool, Backend::Sqlite),
+                            Writer::Postgres(options) => (
+                                AnyPoolOptions::new()
+                                    .max_connections(1)
+                                    .acquire_timeout(Duration::from_secs(10))
+                                    .connect_lazy_with(options),
+                                Backend::Postgres,
+                            ),
+                        };
+                        commit_loop(pool, backend, queue).await
                     })
-                    .expect("the index commit thread starts");
-            }
-            // PostgreSQL's connections are sockets of the main runtime.
-            Backend::Postgres => {
-                tokio::spawn(commit_loop(writer, backend, queue));
-            }
-        }
+            })
+            .expect("the index commit thread starts");
         Committer { jobs }
     }
 
