@@ -53,6 +53,16 @@ fn assert_fails(what: &str, out: &Output) {
     );
 }
 
+/// A server in `dir` with the DICOM TLS listener on (on a free port) beside the plain one.
+fn with_dicom_tls(dir: &Path, config: ServerConfig) -> Server {
+    Server::start(
+        &dir.join("data"),
+        config
+            .env("ORTHWEB_DICOM_TLS", "true")
+            .env("ORTHWEB_DICOM_TLS_LISTEN", "127.0.0.1:0"),
+    )
+}
+
 async fn instances(server: &Server) -> u64 {
     server.get_json("/statistics").await["CountInstances"]
         .as_u64()
@@ -65,12 +75,7 @@ async fn echo_and_store_over_dicom_tls_beside_plain_dicom() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        ServerConfig::default()
-            .env("ORTHWEB_DICOM_TLS", "true")
-            .env("ORTHWEB_DICOM_TLS_LISTEN", "127.0.0.1:0"),
-    );
+    let server = with_dicom_tls(dir.path(), ServerConfig::default());
     let (plain, tls) = (server.dicom_port, server.dicom_tls_port);
     assert!(plain != 0 && tls != 0, "both DICOM listeners are on");
     // The self-signed certificate, which the peers are told to trust.
@@ -123,11 +128,9 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
     let rogue_ca = Authority::new(&pki, "Rogue CA");
     let rogue = rogue_ca.issue(&pki, "rogue", &["ct1.hospital.example"], true);
 
-    let server = Server::start(
-        &dir.path().join("data"),
+    let server = with_dicom_tls(
+        dir.path(),
         ServerConfig::default()
-            .env("ORTHWEB_DICOM_TLS", "true")
-            .env("ORTHWEB_DICOM_TLS_LISTEN", "127.0.0.1:0")
             .env("ORTHWEB_DICOM_PLAIN", "false")
             .env("ORTHWEB_DICOM_TLS_CLIENT_CA", ca.pem.cert.to_str().unwrap())
             .env("ORTHWEB_TLS_CERT_FILE", server_cert.cert.to_str().unwrap())
@@ -168,12 +171,9 @@ async fn a_full_server_rejects_tls_associations_with_the_reason() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        ServerConfig::default()
-            .env("ORTHWEB_DICOM_TLS", "true")
-            .env("ORTHWEB_DICOM_TLS_LISTEN", "127.0.0.1:0")
-            .env("ORTHWEB_MAX_ASSOCIATIONS", "1"),
+    let server = with_dicom_tls(
+        dir.path(),
+        ServerConfig::default().env("ORTHWEB_MAX_ASSOCIATIONS", "1"),
     );
     let cert = server.data_dir.join("tls/localhost.crt");
     let trust = ["+tla", "+cf", cert.to_str().unwrap()];
