@@ -179,31 +179,23 @@ async fn write_batch(
     backend: Backend,
     jobs: &mut [Job],
 ) -> Result<Vec<StoreOutcome>, IndexError> {
-    let mut stored: Vec<Stored> = jobs
+    // The rows are read while the answers about the files are awaited: borrowed apart.
+    let (batch, stored): (Vec<_>, Vec<_>) = jobs
         .iter_mut()
-        .map(|job| std::mem::replace(&mut job.stored, Stored::No))
-        .collect();
-    let result = async {
-        let mut tx = writer.begin_with(backend.begin_write()).await?;
-        let batch: Vec<_> = jobs.iter().map(|job| (&job.new, job.policy)).collect();
-        let all_stored = async {
-            for answer in stored.iter_mut() {
-                if !answer.wait().await {
-                    return Err(IndexError::BlobNotStored);
-                }
+        .map(|job| ((&job.new, job.policy), &mut job.stored))
+        .unzip();
+    let mut tx = writer.begin_with(backend.begin_write()).await?;
+    let all_stored = async {
+        for answer in stored {
+            if !answer.wait().await {
+                return Err(IndexError::BlobNotStored);
             }
-            Ok(())
-        };
-        let outcomes = batch::write(&mut tx, backend, &batch, all_stored).await?;
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-    .await;
-    // Answers already known stay known for a retry of the jobs one by one.
-    for (job, answer) in jobs.iter_mut().zip(stored) {
-        job.stored = answer;
-    }
-    result
+        }
+        Ok(())
+    };
+    let outcomes = batch::write(&mut tx, backend, &batch, all_stored).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// Queues a blob for removal from the blob store (see the `blob_deletions` table).

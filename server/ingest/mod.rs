@@ -155,13 +155,14 @@ impl Ingest {
             let outcome = self
                 .index
                 .store_instance_once_stored(new, self.policy, stored_rx)
-                .await;
+                .await?;
             Ok::<_, IngestError>((ids, outcome, inspected_at))
         };
         let ((stored, stored_at), indexed) = tokio::join!(storing, indexing);
+        // Not indexed, so not received: the blob must not linger. A storage failure comes
+        // first: it is why the index did not commit.
         let (ids, outcome, inspected_at) = match (stored, indexed) {
-            (Ok(()), Ok((ids, Ok(outcome), inspected_at))) => (ids, outcome, inspected_at),
-            // Not indexed, so not received: the blob must not linger.
+            (Ok(()), Ok(indexed)) => indexed,
             (Err(e), _) => {
                 self.delete_quietly(&blob_key).await;
                 return Err(e.into());
@@ -169,10 +170,6 @@ impl Ingest {
             (Ok(()), Err(e)) => {
                 self.delete_quietly(&blob_key).await;
                 return Err(e);
-            }
-            (Ok(()), Ok((_, Err(e), _))) => {
-                self.delete_quietly(&blob_key).await;
-                return Err(e.into());
             }
         };
         tracing::debug!(
