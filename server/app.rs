@@ -8,11 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use axum::serve::{Listener, ListenerExt};
+
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{Settings, redact_url};
 use crate::dicom::{DicomServer, Services};
+use crate::http::serve::serve;
 use crate::http::{AppState, router};
 use crate::index::Index;
 use crate::ingest::Ingest;
@@ -74,6 +76,7 @@ enum HttpListener {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         crate::tls::install_crypto_provider();
+        raise_open_file_limit();
         let Storage {
             index,
             blobs,
@@ -176,39 +179,31 @@ impl Application {
         if let Some(certificate) = &self.certificate {
             certificate.spawn_reloader(Duration::from_secs(2));
         }
+        let header_timeout = Duration::from_secs(self.state.settings.http_header_timeout_secs);
         if let Some(redirect) = self.redirect {
             let settings = &self.state.settings;
             let target = redirect_target(&settings.site_name, self.state.http_port);
-            tokio::spawn(async move {
-                let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-                    let target = target.clone();
-                    async move { redirect_to_https(&target, &uri) }
-                });
-                if let Err(e) = axum::serve(redirect, app).await {
-                    warn!(error = %e, "the HTTP redirect listener stopped");
-                }
+            let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                let target = target.clone();
+                async move { redirect_to_https(&target, &uri) }
             });
+            let redirect = redirect.tap_io(|s| crate::http::serve::no_delay(s));
+            tokio::spawn(serve(redirect, app, header_timeout, std::future::pending()));
         }
         let auth = self.state.auth.clone();
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state);
         let http = async move {
             match self.http {
                 HttpListener::Plain(l) => {
-                    axum::serve(l, app)
-                        .with_graceful_shutdown(shutdown_signal())
-                        .await
+                    let l = l.tap_io(|s| crate::http::serve::no_delay(s));
+                    serve(l, app, header_timeout, shutdown_signal()).await
                 }
-                HttpListener::Tls(l) => {
-                    // Tapped: axum gives the peer address to handlers (ConnectInfo) for any
-                    // tapped listener, but for untapped ones only for its own TcpListener.
-                    axum::serve(l.tap_io(|_| ()), app)
-                        .with_graceful_shutdown(shutdown_signal())
-                        .await
-                }
+                // Its sockets get TCP_NODELAY before their handshake.
+                HttpListener::Tls(l) => serve(l, app, header_timeout, shutdown_signal()).await,
             }
         };
         tokio::select! {
-            result = http => result.context("HTTP server failed")?,
+            () = http => {}
             () = self.dicom.run() => {}
         }
         // What the last requests did goes to the index before the process ends.
@@ -274,6 +269,15 @@ fn remove_stale_spool_files(dir: &Path) {
         if old && let Err(e) = std::fs::remove_file(entry.path()) {
             warn!(path = %entry.path().display(), error = %e, "cannot remove a stale spool file");
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every HTTP connection, association and
+/// blob being written holds a descriptor, and systemd's default soft limit (1024) is reached by
+/// a busy site long before the hard limit (524288) is.
+fn raise_open_file_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        warn!(error = %e, "cannot raise the limit on open files");
     }
 }
 

@@ -80,6 +80,9 @@ pub struct Settings {
     pub max_pdu_length: u32,
     /// Seconds of silence after which an association is aborted.
     pub dicom_timeout_secs: u64,
+    /// Seconds a new DICOM connection has to send its association request (PS3.8's ARTIM
+    /// timer); it holds no association slot meanwhile.
+    pub dicom_artim_secs: u64,
     /// Associations served at once; more are refused until one ends.
     pub max_associations: usize,
     /// What to do with a second copy of a stored instance.
@@ -102,6 +105,9 @@ pub struct Settings {
     pub http_redirect_listen: String,
     /// Largest request body accepted over HTTP (uploads), in MiB.
     pub max_upload_mib: u64,
+    /// Seconds an HTTP(S) client has to send a request's headers, and the longest a kept-alive
+    /// connection may sit idle between two requests.
+    pub http_header_timeout_secs: u64,
     /// Seconds without a new instance after which a patient, study or series is stable.
     pub stable_age_secs: u64,
     /// Seconds between retries of blob removals that failed (a bucket that was away, say).
@@ -144,6 +150,7 @@ impl Default for Settings {
             accept_unknown_sop_classes: true,
             max_pdu_length: 131_072,
             dicom_timeout_secs: 60,
+            dicom_artim_secs: 10,
             max_associations: 64,
             overwrite: OverwritePolicy::Never,
             http_listen: "127.0.0.1:8042".parse().expect("valid literal"),
@@ -153,6 +160,7 @@ impl Default for Settings {
             tls_key_file: String::new(),
             http_redirect_listen: String::new(),
             max_upload_mib: 2048,
+            http_header_timeout_secs: 30,
             stable_age_secs: 60,
             blob_sweep_secs: 60,
             render_cache_mb: 64,
@@ -256,6 +264,18 @@ impl Settings {
                 key: "blob_sweep_secs",
                 reason: "must be at least 1".into(),
             });
+        }
+        for (key, value) in [
+            ("dicom_timeout_secs", self.dicom_timeout_secs),
+            ("dicom_artim_secs", self.dicom_artim_secs),
+            ("http_header_timeout_secs", self.http_header_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Value {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
         }
         if self.max_associations == 0 {
             return Err(ConfigError::Value {

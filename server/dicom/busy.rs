@@ -14,13 +14,10 @@ use dicom_ul::pdu::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tracing::{Instrument, warn};
+use tracing::warn;
 
-/// How long a turned-away peer gets to send its request (it is costing us a task).
+/// How long a turned-away peer gets to finish sending its request.
 const WAIT: Duration = Duration::from_secs(5);
-/// Rejections answered at once; beyond, connections are closed without a word.
-const AT_ONCE: usize = 16;
 /// An A-ASSOCIATE-RQ is small: a few kilobytes even with every storage class proposed.
 const MAX_REQUEST: u32 = 256 * 1024;
 
@@ -28,44 +25,31 @@ const MAX_REQUEST: u32 = 256 * 1024;
 #[derive(Clone)]
 pub struct Rejecter {
     tls: Option<tokio_rustls::TlsAcceptor>,
-    answering: Arc<Semaphore>,
 }
 
 impl Rejecter {
     pub fn new(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Rejecter {
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
-            answering: Arc::new(Semaphore::new(AT_ONCE)),
         }
     }
 
-    /// Rejects the association `socket` is about to request, in a task of its own (within
-    /// the current span).
-    pub fn reject(&self, socket: TcpStream, tls: bool) {
-        let Ok(permit) = self.answering.clone().try_acquire_owned() else {
-            warn!("too many associations, and too many rejections under way: connection closed");
-            return;
-        };
+    /// Rejects the association the peer on `socket` requests. Its request has arrived (or, on
+    /// TLS, its handshake has begun), so this takes a round trip, not a timeout.
+    pub async fn reject(&self, socket: TcpStream, tls: bool) {
         let acceptor = if tls { self.tls.clone() } else { None };
-        tokio::spawn(
-            async move {
-                let _ = socket.set_nodelay(true);
-                let answered = tokio::time::timeout(WAIT, async move {
-                    match acceptor {
-                        Some(acceptor) => answer(acceptor.accept(socket).await?).await,
-                        None => answer(socket).await,
-                    }
-                })
-                .await;
-                match answered {
-                    Ok(Ok(())) => warn!("too many associations: request rejected (local limit)"),
-                    Ok(Err(e)) => warn!(error = %e, "too many associations; connection closed"),
-                    Err(_) => warn!("too many associations; silent peer disconnected"),
-                }
-                drop(permit);
+        let answered = tokio::time::timeout(WAIT, async move {
+            match acceptor {
+                Some(acceptor) => answer(acceptor.accept(socket).await?).await,
+                None => answer(socket).await,
             }
-            .instrument(tracing::Span::current()),
-        );
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => warn!("too many associations: request rejected (local limit)"),
+            Ok(Err(e)) => warn!(error = %e, "too many associations; connection closed"),
+            Err(_) => warn!("too many associations; silent peer disconnected"),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The DICOM SCP: accepts associations on a TCP listener and hands each to its own task.
 
+mod artim;
 mod association;
 mod busy;
 pub mod dimse;
@@ -14,8 +15,8 @@ use anyhow::Context;
 use dicom_ul::association::Association;
 use dicom_ul::association::server::ServerAssociationOptions;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tracing::{Instrument, info, info_span, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use association::Services;
 use peers::PeerPolicy;
@@ -39,10 +40,17 @@ pub struct DicomServer {
     services: Arc<Services>,
     /// Shared by both listeners: `max_associations` counts every association.
     slots: Arc<Semaphore>,
+    /// Connections whose association request has not arrived yet (or that are being turned
+    /// away): they hold no slot, but a flood of them must not take every file descriptor.
+    waiting: Arc<Semaphore>,
     /// Answers those that find no free slot.
     rejecter: busy::Rejecter,
-    timeout: Duration,
+    /// How long a new connection has to send its association request (ARTIM).
+    artim: Duration,
 }
+
+/// Connections waiting for their association request at once; more are closed at once.
+const MAX_WAITING: usize = 1024;
 
 impl DicomServer {
     /// Binds the listeners the settings ask for; `tls` is the configuration of the TLS one
@@ -62,6 +70,8 @@ impl DicomServer {
             ),
             false => None,
         };
+        // Each read and write of an established association; dicom-ul also bounds its
+        // negotiation by it, which our shorter ARTIM timer cuts first.
         let timeout = Duration::from_secs(settings.dicom_timeout_secs);
         let policy = PeerPolicy {
             check_called: settings.check_called_aet,
@@ -104,8 +114,9 @@ impl DicomServer {
             policy,
             services: Arc::new(services),
             slots: Arc::new(Semaphore::new(settings.max_associations)),
+            waiting: Arc::new(Semaphore::new(MAX_WAITING)),
             rejecter,
-            timeout,
+            artim: Duration::from_secs(settings.dicom_artim_secs),
         })
     }
 
@@ -139,7 +150,7 @@ impl DicomServer {
         .await;
     }
 
-    async fn accept_loop(&self, listener: &TcpListener, tls: bool) {
+    async fn accept_loop(self: &Arc<Self>, listener: &TcpListener, tls: bool) {
         loop {
             let (socket, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -150,69 +161,106 @@ impl DicomServer {
                     continue;
                 }
             };
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                let span = info_span!("association", %peer, tls);
-                span.in_scope(|| self.rejecter.reject(socket, tls));
+            let span = info_span!("association", %peer, tls);
+            let Ok(waiting) = self.waiting.clone().try_acquire_owned() else {
+                span.in_scope(|| {
+                    warn!("too many connections waiting for their association request: closed")
+                });
                 continue;
             };
-            let policy = PeerPolicy {
-                address: Some(peer.ip()),
-                ..self.policy.clone()
-            };
-            let options = self.options.clone().ae_access_control(policy.clone());
-            let services = self.services.clone();
-            let timeout = self.timeout;
-            let span = info_span!("association", %peer, tls);
+            let this = self.clone();
             tokio::spawn(
-                async move {
-                    serve(socket, peer, tls, options, policy, services, timeout).await;
-                    drop(permit);
-                }
-                .instrument(span),
+                async move { this.admit(socket, peer, tls, waiting).await }.instrument(span),
             );
         }
     }
+
+    /// Waits for the peer's association request, then serves it in a free slot or turns it
+    /// away with an A-ASSOCIATE-RJ.
+    async fn admit(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls: bool,
+        waiting: OwnedSemaphorePermit,
+    ) {
+        // Without TCP_NODELAY, peers that also leave Nagle on (dcmtk by default) stall ~40 ms
+        // per message on delayed ACKs.
+        if let Err(e) = socket.set_nodelay(true) {
+            warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        match tokio::time::timeout(self.artim, artim::request_arrived(&socket, tls)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "connection closed before its association request");
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    artim_secs = self.artim.as_secs(),
+                    "no association request in time (ARTIM): connection closed"
+                );
+                return;
+            }
+        }
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.rejecter.reject(socket, tls).await;
+            return;
+        };
+        drop(waiting);
+        let policy = PeerPolicy {
+            address: Some(peer.ip()),
+            ..self.policy.clone()
+        };
+        let options = self.options.clone().ae_access_control(policy.clone());
+        serve(
+            socket,
+            peer,
+            tls,
+            options,
+            policy,
+            &self.services,
+            self.artim,
+        )
+        .await;
+        drop(slot);
+    }
 }
 
+/// Negotiates the association (the TLS handshake first, on the TLS port) within `artim`, then
+/// runs it.
 async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     tls: bool,
     options: Options,
     policy: PeerPolicy,
-    services: Arc<Services>,
-    timeout: Duration,
+    services: &Services,
+    artim: Duration,
 ) {
-    // Without TCP_NODELAY, peers that also leave Nagle on (dcmtk by default) stall ~40 ms per
-    // message on delayed ACKs.
-    if let Err(e) = socket.set_nodelay(true) {
-        warn!(error = %e, "cannot set TCP_NODELAY");
-    }
     // `None` when the association request did not come in time.
     let failure = if tls {
-        match tokio::time::timeout(timeout, options.establish_tls_async(socket)).await {
+        match tokio::time::timeout(artim, options.establish_tls_async(socket)).await {
             Ok(Ok(association)) => {
-                return run_association(association, &services, &policy, peer).await;
+                return run_association(association, services, &policy, peer).await;
             }
             Ok(Err(e)) => Some(e),
             Err(_) => None,
         }
     } else {
-        match tokio::time::timeout(timeout, options.establish_async(socket)).await {
+        match tokio::time::timeout(artim, options.establish_async(socket)).await {
             Ok(Ok(association)) => {
-                return run_association(association, &services, &policy, peer).await;
+                return run_association(association, services, &policy, peer).await;
             }
             Ok(Err(e)) => Some(e),
             Err(_) => None,
         }
     };
-    // A plain client on the TLS port, or a TLS one on the plain port, ends up here too. A
-    // silent peer may be caught by dicom-ul's read timeout or by ours (both `timeout`): one
-    // line either way.
+    // A plain client on the TLS port, or a TLS one on the plain port, ends up here too.
     match failure {
         Some(e) => warn!(error = %e, "association not established"),
         None => warn!(
-            error = "timed out waiting for the association request",
+            error = "no association request in time (ARTIM)",
             "association not established"
         ),
     }

@@ -9,6 +9,7 @@ mod find;
 mod headers;
 mod render;
 mod resources;
+pub mod serve;
 mod system;
 mod upload;
 mod web;

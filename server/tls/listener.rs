@@ -40,6 +40,7 @@ impl TlsListener {
                         continue;
                     }
                 };
+                crate::http::serve::no_delay(&socket);
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {

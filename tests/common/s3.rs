@@ -163,6 +163,8 @@ impl S3Server {
                 tokio::select! {
                     res = listener.accept() => {
                         let Ok((socket, _)) = res else { continue };
+                        // As S3 does: without it every GET stalls ~40 ms on a delayed ACK.
+                        let _ = socket.set_nodelay(true);
                         let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
                         conns.spawn(async move {
                             let _ = conn.await;

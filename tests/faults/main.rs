@@ -6,6 +6,7 @@
 //! - [`datasets`]: C-STOREs whose data set is truncated, inconsistent or hostile;
 //! - [`protocol`]: unknown and malformed commands, garbage, silence and aborts on the wire;
 //! - [`access`]: the AE title policy and unknown SOP classes;
+//! - [`clients`]: silent, slow and too many clients, on the DICOM and HTTP ports;
 //! - [`duplicates`]: the same instance sent again;
 //! - [`outages`]: the database, the bucket or the blob folder going away;
 //! - [`crash`]: `kill -9` in the middle of a send.
@@ -19,6 +20,7 @@ mod site;
 mod support;
 
 mod access;
+mod clients;
 mod crash;
 mod datasets;
 mod duplicates;

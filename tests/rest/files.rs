@@ -36,6 +36,34 @@ fn sha256_etag(bytes: &[u8]) -> String {
     format!("\"{}\"", hex::encode(Sha256::digest(bytes)))
 }
 
+/// Files downloaded one after another over one kept-alive connection, as HTTP libraries and
+/// viewers do, come without a pause between them: with Nagle's algorithm on the server's socket,
+/// each response's body waited for the client's delayed ACK of its headers, ~40 ms a file.
+pub async fn keep_alive(api: &Api, corpus: &Corpus) {
+    const DOWNLOADS: usize = 50;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let paths: Vec<String> = corpus
+        .all(Level::Instance)
+        .map(|i| format!("{}/instances/{}/file", api.base, i.id))
+        .collect();
+    let started = std::time::Instant::now();
+    for path in paths.iter().cycle().take(DOWNLOADS) {
+        let response = client.get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.bytes().await.unwrap();
+    }
+    let took = started.elapsed();
+    // 50 × 40 ms stalls would be 2 s; without them this takes a few milliseconds a file even
+    // on a busy test machine.
+    assert!(
+        took < std::time::Duration::from_millis(800),
+        "{DOWNLOADS} downloads over one connection took {took:?}"
+    );
+}
+
 /// Every instance's file: the stored blob byte for byte, its data set the one that was sent,
 /// with its size, type and validator in the headers.
 pub async fn download(api: &Api, corpus: &Corpus, blob_root: &Path, scratch: &Path) {

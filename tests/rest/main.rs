@@ -153,6 +153,9 @@ async fn exercise(server: &Server, blob_root: &Path, work: &Path) -> Steps {
             files::download(api, c, blob_root, &work.join("got")),
         )
         .await;
+    steps
+        .run("file keep-alive downloads", files::keep_alive(api, c))
+        .await;
     steps.run("file HEAD", files::head(api, c)).await;
     steps.run("file ETag", files::etag(api, c)).await;
     steps.run("file ranges", files::ranges(api, c)).await;

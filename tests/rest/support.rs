@@ -97,7 +97,7 @@ impl Level {
 #[derive(Clone)]
 pub struct Api {
     client: reqwest::Client,
-    base: String,
+    pub base: String,
 }
 
 /// A whole answer: status, headers and body.
