@@ -134,8 +134,34 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     headers::add(router, https)
+        .layer(compression())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// gzip for text the client accepts it for (JSON answers, the UI's scripts and styles):
+/// listings shrink ten-fold. DICOM files, pixel data, images and archives are left alone:
+/// they are compressed already or too costly to compress on every download.
+fn compression()
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{Predicate, SizeAbove};
+    let textual = |_: axum::http::StatusCode,
+                   _: axum::http::Version,
+                   headers: &HeaderMap,
+                   _: &axum::http::Extensions| {
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.starts_with("text/")
+                    || t.starts_with("application/json")
+                    || t.starts_with("application/javascript")
+                    || t.starts_with("image/svg+xml")
+            })
+    };
+    tower_http::compression::CompressionLayer::new()
+        .gzip(true)
+        .compress_when(SizeAbove::new(1024).and(textual))
 }
 
 fn routes() -> Routes {

@@ -180,6 +180,7 @@ async fn exercise(server: &Server, blob_root: &Path, work: &Path) -> Steps {
     steps.run("archives", archive::archives(api, c)).await;
     steps.run("shared tags", archive::shared_tags(api, c)).await;
     steps.run("OpenAPI document", ops::openapi(api)).await;
+    steps.run("compression", ops::compression(api, c)).await;
 
     // Uploads add resources after the checks of the corpus' counts and change log, and delete
     // them again before the deletion steps, which count what remains.

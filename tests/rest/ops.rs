@@ -174,3 +174,33 @@ pub async fn openapi(api: &Api) {
         );
     }
 }
+
+/// Text is gzipped for clients that accept it, and only then; DICOM files never are.
+pub async fn compression(api: &Api, corpus: &Corpus) {
+    let gzip = [("accept-encoding", "gzip")];
+    let plain = api.get("/openapi.json").await;
+    plain.assert_status(200);
+    assert_eq!(plain.header("content-encoding"), None, "not asked for");
+    let packed = api.get_with("/openapi.json", &gzip).await;
+    packed.assert_status(200);
+    assert_eq!(packed.header("content-encoding"), Some("gzip"));
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(packed.body.as_slice()),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(unpacked, plain.body, "the same document");
+    assert!(packed.body.len() * 4 < plain.body.len(), "JSON shrinks");
+
+    let instance = corpus.all(Level::Instance).next().unwrap();
+    let file = api
+        .get_with(&format!("/instances/{}/file", instance.id), &gzip)
+        .await;
+    file.assert_status(200);
+    assert_eq!(
+        file.header("content-encoding"),
+        None,
+        "DICOM files as stored"
+    );
+}
