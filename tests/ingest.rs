@@ -491,3 +491,48 @@ async fn every_transfer_syntax_is_accepted_as_offered() {
     .await;
     assert_eq!(accepted, syntaxes);
 }
+
+/// A COMMIT that PostgreSQL refuses (a deferred constraint trigger here, as a full disk would)
+/// is answered A700, and leaves the index writer usable: once the cause is gone, the next
+/// instances are stored without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_postgres_refused_leaves_the_writer_usable() {
+    let Some(cloud) = Cloud::start() else { return };
+    let db = cloud.pg.create_database("refused");
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start(&work.path().join("s"), cloud.config(&db, "refused"));
+    let mut spec = Spec::new(12);
+    spec.series.clear();
+    spec.add_series("CT", 3, 16, 16, 1, Depth::U12);
+    let instances = spec.write(&work.path().join("study")).unwrap();
+    let port = server.dicom_port;
+    let store = move |instance: Instance| {
+        common::scu::blocking(move || {
+            let mut scu = common::scu::Scu::connect_default(port);
+            let data = dicomgen::dataset_bytes(&instance.path).unwrap();
+            let response = scu
+                .store(&instance.sop_class_uid, &instance.sop_instance_uid, &data)
+                .unwrap();
+            scu.release().unwrap();
+            response.status
+        })
+    };
+
+    cloud.pg.psql(
+        "refused",
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$;
+         CREATE CONSTRAINT TRIGGER disk_full AFTER INSERT ON instances
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    assert_eq!(store(instances[0].clone()).await, 0xA700);
+
+    cloud
+        .pg
+        .psql("refused", "DROP TRIGGER disk_full ON instances");
+    for instance in &instances {
+        assert_eq!(store(instance.clone()).await, 0x0000, "{instance:?}");
+    }
+    let pool = cloud.backend(&db, "refused").pool().await;
+    assert_eq!(count(&pool, "SELECT COUNT(*) AS n FROM instances").await, 3);
+}

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use super::dimse::{self, Command, command, status};
 use super::syntaxes;
 use crate::index::StoreOutcome;
-use crate::ingest::{Ingest, IngestError, InspectError, Part10Header, Spool};
+use crate::ingest::{Announced, Ingest, IngestError, InspectError, Part10Header, Spool};
 use crate::metrics::METRICS;
 
 /// Largest command set we reassemble; real ones are a few hundred bytes.
@@ -34,6 +34,8 @@ enum State {
     StoreData {
         request: Command,
         context_id: u8,
+        /// The SOP Class and Instance the data set must be.
+        announced: Announced,
         spool: Result<Box<Spool>, (u16, String)>,
         /// When the command arrived, for the C-STORE latency metric.
         started: std::time::Instant,
@@ -132,6 +134,7 @@ where
                 State::StoreData {
                     request,
                     context_id,
+                    announced,
                     spool,
                     started,
                 },
@@ -154,11 +157,13 @@ where
                     return Ok(State::StoreData {
                         request,
                         context_id,
+                        announced,
                         spool,
                         started,
                     });
                 }
-                self.finish_store(request, context_id, spool).await?;
+                self.finish_store(request, context_id, announced, spool)
+                    .await?;
                 METRICS.cstore(started.elapsed());
                 Ok(State::Command(Vec::new()))
             }
@@ -203,12 +208,21 @@ where
             command::C_STORE_RQ if request.has_data_set => {
                 debug!(message_id = request.message_id, "C-STORE-RQ");
                 let started = std::time::Instant::now();
+                let announced = Announced {
+                    sop_class_uid: if request.sop_class_uid.is_empty() {
+                        abstract_syntax.clone()
+                    } else {
+                        request.sop_class_uid.clone()
+                    },
+                    sop_instance_uid: request.sop_instance_uid.clone(),
+                };
                 let spool = self
-                    .begin_store(&request, &abstract_syntax, &transfer_syntax)
+                    .begin_store(&announced, context_id, &abstract_syntax, &transfer_syntax)
                     .await;
                 Ok(State::StoreData {
                     request,
                     context_id,
+                    announced,
                     spool,
                     started,
                 })
@@ -259,7 +273,8 @@ where
     /// set has been read off the wire.
     async fn begin_store(
         &self,
-        request: &Command,
+        announced: &Announced,
+        context_id: u8,
         abstract_syntax: &str,
         transfer_syntax: &str,
     ) -> Result<Box<Spool>, (u16, String)> {
@@ -269,17 +284,25 @@ where
                 "this peer may not store (dicom_peers)".into(),
             ));
         }
-        if request.sop_instance_uid.is_empty() {
+        if announced.sop_instance_uid.is_empty() {
             return Err((
                 status::CANNOT_UNDERSTAND,
                 "no Affected SOP Instance UID".into(),
             ));
         }
-        let sop_class = if request.sop_class_uid.is_empty() {
-            abstract_syntax
-        } else {
-            &request.sop_class_uid
-        };
+        let sop_class = announced.sop_class_uid.as_str();
+        // A presentation context carries the one SOP class negotiated for it: an instance of
+        // another class on it was never agreed to, so it is refused as an unsupported class
+        // (0122) before any of it is read, not as a data set fault (A900).
+        if sop_class != abstract_syntax.trim_end_matches(['\0', ' ']) {
+            return Err((
+                status::SOP_CLASS_NOT_SUPPORTED,
+                format!(
+                    "SOP class {sop_class} is not the abstract syntax {abstract_syntax} of \
+                     presentation context {context_id}"
+                ),
+            ));
+        }
         if !self.services.accept_unknown_sop_classes
             && !syntaxes::is_standard_storage_class(sop_class)
         {
@@ -290,7 +313,7 @@ where
         }
         let header = Part10Header {
             sop_class_uid: sop_class.to_string(),
-            sop_instance_uid: request.sop_instance_uid.clone(),
+            sop_instance_uid: announced.sop_instance_uid.clone(),
             transfer_syntax_uid: transfer_syntax.to_string(),
             source_aet: Some(self.association.peer_ae_title().to_string()),
         };
@@ -309,6 +332,7 @@ where
         &mut self,
         request: Command,
         context_id: u8,
+        announced: Announced,
         spool: Result<Box<Spool>, (u16, String)>,
     ) -> Result<(), AssociationError> {
         let sop_uid = request.sop_instance_uid.clone();
@@ -323,7 +347,7 @@ where
                 match self
                     .services
                     .ingest
-                    .finish(*spool, Some(sop_uid.clone()), &calling)
+                    .finish(*spool, Some(announced), &calling)
                     .await
                 {
                     Ok(received) => {
@@ -378,7 +402,7 @@ where
 /// The DIMSE status for a failed ingest: the sender's fault or ours.
 fn store_failure_status(error: &IngestError) -> u16 {
     match error {
-        IngestError::Invalid(InspectError::UidMismatch { .. }) => status::DATA_SET_MISMATCH,
+        IngestError::Invalid(InspectError::Mismatch { .. }) => status::DATA_SET_MISMATCH,
         IngestError::Invalid(_) => status::CANNOT_UNDERSTAND,
         IngestError::Spool(_)
         | IngestError::Storage(_)

@@ -110,3 +110,69 @@ impl Index {
         Ok(AuditPage { events, done, last })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lets the database file grow by no more than `pages` pages (SQLite's writer connection),
+    /// as a full disk would; `None` lifts the limit, as freeing space would.
+    async fn fill_disk(index: &Index, pages: Option<i64>) {
+        let limit = match pages {
+            Some(pages) => {
+                let count: i64 = sqlx::query_scalar("PRAGMA page_count")
+                    .fetch_one(&index.writer)
+                    .await
+                    .unwrap();
+                count + pages
+            }
+            None => i64::from(u32::MAX >> 1),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {limit}"
+        )))
+        .execute(&index.writer)
+        .await
+        .unwrap();
+    }
+
+    fn event(detail: String) -> AuditEvent {
+        AuditEvent {
+            at: "2026-01-01T00:00:00Z".into(),
+            client: "127.0.0.1".into(),
+            action: "view".into(),
+            detail,
+            http_status: 200,
+            ..AuditEvent::default()
+        }
+    }
+
+    /// A batch of events SQLite rolls back on its own (`database or disk is full`) leaves the
+    /// writer usable: once there is room again, the next batches are written without a restart.
+    #[tokio::test]
+    async fn audit_batches_are_written_again_after_the_disk_was_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
+        let index = Index::open(&url).await.unwrap();
+        index.record_audit(&[event("first".into())]).await.unwrap();
+
+        fill_disk(&index, Some(1)).await;
+        let large = [event("x".repeat(1 << 20))];
+        let full = index.record_audit(&large).await.unwrap_err();
+        assert!(full.to_string().contains("full"), "{full}");
+
+        fill_disk(&index, None).await;
+        for batch in [&large[..], &[event("after".into())]] {
+            let written = index.record_audit(batch).await;
+            assert!(
+                written.is_ok(),
+                "a batch after the disk was full: {written:?}"
+            );
+        }
+        let filter = AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        };
+        assert_eq!(index.audit(&filter).await.unwrap().events.len(), 3);
+    }
+}

@@ -3,9 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
+use sqlx::{Connection, Executor};
 
 use super::write::{Committer, Writer};
 use super::{Index, IndexError};
@@ -56,6 +56,38 @@ impl Backend {
         }
     }
 
+    /// `options` for a pool whose connections run write transactions: a connection goes back
+    /// to the pool only if sqlx counts no transaction open on it; otherwise it is closed and
+    /// the pool opens a fresh one.
+    ///
+    /// A failed statement or COMMIT can make SQLite end the transaction itself (`SQLITE_FULL`,
+    /// `SQLITE_IOERR`, `SQLITE_BUSY`, `SQLITE_NOMEM`). The ROLLBACK that the dropped
+    /// `Transaction` then queues fails with "no transaction is active", and sqlx-sqlite lowers
+    /// its depth counter only when that ROLLBACK succeeds: the connection would stay at depth 1
+    /// for good, and every later `begin_with` on it fail with "attempted to call begin_with at
+    /// non-zero transaction depth" (a full disk once wedged every write until a restart).
+    /// sqlx-postgres lowers the counter as it queues the ROLLBACK; the check covers it alike.
+    pub(super) fn writer_pool(self, options: AnyPoolOptions) -> AnyPoolOptions {
+        options.after_release(move |conn, _| {
+            Box::pin(async move {
+                if self == Backend::Sqlite {
+                    // The queued ROLLBACK runs on the connection's worker thread, in order:
+                    // once a ping has come back, the counter says how it went.
+                    conn.ping().await?;
+                }
+                let stuck = conn.is_in_transaction();
+                if stuck {
+                    tracing::warn!(
+                        backend = self.name(),
+                        "an index connection still counts a transaction after a failed write; \
+                         replacing it"
+                    );
+                }
+                Ok(!stuck)
+            })
+        })
+    }
+
     fn migrator(self) -> &'static Migrator {
         match self {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -81,7 +113,10 @@ impl Index {
                 let url = sqlite_url(url)?;
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
-                let writer = sqlite_pool(1).connect_with(options).await?;
+                let writer = backend
+                    .writer_pool(sqlite_pool(1))
+                    .connect_with(options)
+                    .await?;
                 let committer = Committer::start(Writer::Sqlite(writer.clone()));
                 Ok(Index {
                     backend,
@@ -92,7 +127,8 @@ impl Index {
             }
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url)?;
-                let pool = AnyPoolOptions::new()
+                let pool = backend
+                    .writer_pool(AnyPoolOptions::new())
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.clone())

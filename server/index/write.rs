@@ -80,7 +80,8 @@ impl Committer {
                         let (pool, backend) = match writer {
                             Writer::Sqlite(pool) => (pool, Backend::Sqlite),
                             Writer::Postgres(options) => (
-                                AnyPoolOptions::new()
+                                Backend::Postgres
+                                    .writer_pool(AnyPoolOptions::new())
                                     .max_connections(1)
                                     .acquire_timeout(Duration::from_secs(10))
                                     .connect_lazy_with(options),
@@ -281,5 +282,51 @@ mod tests {
             Err(IndexError::BlobNotStored)
         ));
         assert_eq!(index.statistics().await.unwrap().instances, 2);
+    }
+
+    /// A batch that SQLite rolls back on its own leaves the writer usable: once the cause is
+    /// gone, the next batches commit without a restart.
+    ///
+    /// A full disk at COMMIT (the WAL cannot grow) makes SQLite end the transaction itself. A
+    /// full disk in the batch's statements does not show it (they run with a statement journal,
+    /// so SQLite undoes only the statement), but a trigger's `RAISE(ROLLBACK)` ends the
+    /// transaction just as a failed COMMIT does.
+    #[tokio::test]
+    async fn batches_commit_again_after_sqlite_rolled_one_back() {
+        let (_dir, index) = open().await;
+        let never = OverwritePolicy::Never;
+        let at = "20260101T000000";
+        let first = instance("P1", "1.1", "1.1.1", "1.1.1.1", at);
+        assert_eq!(
+            index.store_instance(first, never).await.unwrap(),
+            StoreOutcome::Stored
+        );
+
+        sqlx::query(
+            "CREATE TRIGGER disk_full BEFORE INSERT ON changes
+             BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full'); END",
+        )
+        .execute(&index.pool)
+        .await
+        .unwrap();
+        let second = instance("P1", "1.1", "1.1.1", "1.1.1.2", at);
+        let full = index
+            .store_instance(second.clone(), never)
+            .await
+            .unwrap_err();
+        assert!(full.to_string().contains("full"), "{full}");
+
+        sqlx::query("DROP TRIGGER disk_full")
+            .execute(&index.pool)
+            .await
+            .unwrap();
+        for new in [second, instance("P1", "1.1", "1.1.1", "1.1.1.3", at)] {
+            let stored = index.store_instance(new, never).await;
+            assert!(
+                matches!(stored, Ok(StoreOutcome::Stored)),
+                "a batch after SQLite rolled one back: {stored:?}"
+            );
+        }
+        assert_eq!(index.statistics().await.unwrap().instances, 3);
     }
 }

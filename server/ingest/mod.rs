@@ -5,6 +5,7 @@
 pub mod inspect;
 mod spool;
 pub mod upload;
+mod walk;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::index::{Index, IndexError, NewInstance, StoreOutcome};
 use crate::metrics::METRICS;
 use crate::storage::{BlobStore, StorageError};
 
-pub use inspect::InspectError;
+pub use inspect::{Announced, InspectError};
 pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,12 +98,12 @@ impl Ingest {
             .map_err(IngestError::Spool)
     }
 
-    /// Completes an instance whose bytes are all in `spool`. `expected_sop_instance_uid` is the
-    /// UID the command announced; the data set must carry the same.
+    /// Completes an instance whose bytes are all in `spool`. `announced` is what the command
+    /// announced (SOP Class and Instance UIDs); the data set must carry the same.
     pub async fn finish(
         &self,
         spool: Spool,
-        expected_sop_instance_uid: Option<String>,
+        announced: Option<Announced>,
         remote_aet: &str,
     ) -> Result<Received, IngestError> {
         let source = if remote_aet.is_empty() {
@@ -110,9 +111,7 @@ impl Ingest {
         } else {
             "dicom"
         };
-        let result = self
-            .store(spool, expected_sop_instance_uid, remote_aet)
-            .await;
+        let result = self.store(spool, announced, remote_aet).await;
         match &result {
             Ok(received) if received.outcome != StoreOutcome::AlreadyStored => {
                 METRICS.received(source, received.size)
@@ -126,7 +125,7 @@ impl Ingest {
     async fn store(
         &self,
         spool: Spool,
-        expected_sop_instance_uid: Option<String>,
+        announced: Option<Announced>,
         remote_aet: &str,
     ) -> Result<Received, IngestError> {
         let started = std::time::Instant::now();
@@ -148,7 +147,7 @@ impl Ingest {
             (stored, started.elapsed())
         };
         let indexing = async {
-            let inspected = inspect_file(local.clone(), expected_sop_instance_uid).await?;
+            let inspected = inspect_file(local.clone(), announced).await?;
             let inspected_at = started.elapsed();
             let new = new_instance(inspected, &blob_key, &file, remote_aet);
             let ids = new.ids.clone();
@@ -234,14 +233,12 @@ fn new_instance(
 /// Inspects a spooled or placed file on a blocking thread.
 async fn inspect_file(
     path: PathBuf,
-    expected_sop_instance_uid: Option<String>,
+    announced: Option<Announced>,
 ) -> Result<inspect::Inspected, IngestError> {
-    tokio::task::spawn_blocking(move || {
-        inspect::inspect(&path, expected_sop_instance_uid.as_deref())
-    })
-    .await
-    .map_err(|e| IngestError::Spool(std::io::Error::other(e)))?
-    .map_err(IngestError::from)
+    tokio::task::spawn_blocking(move || inspect::inspect(&path, announced.as_ref()))
+        .await
+        .map_err(|e| IngestError::Spool(std::io::Error::other(e)))?
+        .map_err(IngestError::from)
 }
 
 /// Now in UTC as `YYYYMMDDTHHMMSS`, Orthanc's date format.

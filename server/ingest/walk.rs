@@ -1,0 +1,261 @@
+//! The structure check of a spooled data set: one pass over every element header, sequences and
+//! items included, skipping values, that refuses a data set cut short or one whose headers a
+//! reader cannot make sense of. Constant memory, whatever the size of the data set.
+
+use std::cell::Cell;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::rc::Rc;
+
+use dicom_core::header::{DataElementHeader, Header};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::Codec;
+use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry, entries};
+
+use super::inspect::InspectError;
+
+const ITEM: Tag = Tag(0xFFFE, 0xE000);
+const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
+const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
+/// Pixel Data, Float Pixel Data and Double Float Pixel Data.
+const PIXEL_DATA_TAGS: [Tag; 3] = [tags::PIXEL_DATA, Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)];
+/// The longest element header: tag, VR, reserved bytes and a 32-bit length.
+const LONGEST_HEADER: usize = 12;
+
+/// What the walk has read: how many bytes really came out of the reader (the decoder's own
+/// position advances by the requested length even when a skip hits the end of the file), and
+/// the last bytes, which hold the raw VR of the header just decoded (the decoder turns an
+/// unknown VR into UN).
+#[derive(Default)]
+struct Tapped {
+    count: Cell<u64>,
+    tail: Cell<[u8; LONGEST_HEADER]>,
+}
+
+struct Tap<R> {
+    inner: R,
+    tapped: Rc<Tapped>,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let tapped = &self.tapped;
+        tapped.count.set(tapped.count.get() + n as u64);
+        let mut tail = tapped.tail.get();
+        if n >= LONGEST_HEADER {
+            tail.copy_from_slice(&buf[n - LONGEST_HEADER..n]);
+        } else {
+            tail.copy_within(n.., 0);
+            tail[LONGEST_HEADER - n..].copy_from_slice(&buf[..n]);
+        }
+        tapped.tail.set(tail);
+        Ok(n)
+    }
+}
+
+/// A sequence, an item or encapsulated pixel data the walk is inside.
+#[derive(PartialEq)]
+enum Kind {
+    Sequence,
+    Item,
+    /// Its items are fragments of compressed pixel data, skipped whole.
+    Fragments,
+}
+
+struct Open {
+    kind: Kind,
+    /// Where a defined-length one ends; undefined-length ones end at their delimiter.
+    end: Option<u64>,
+}
+
+/// Walks the data set of `path` from `data_offset`, in transfer syntax `ts_uid`: checks that
+/// the last element ends exactly at the end of the data, that every sequence and item is
+/// closed, and, in explicit VR, that every element names a known VR and that an element of a
+/// fixed-size VR holds whole values. Returns whether the root data set holds pixel data.
+pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, InspectError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| InspectError::UnknownTransferSyntax(ts_uid.into()))?;
+    let deflated = matches!(ts.codec(), Codec::Dataset(Some(_)));
+    // Implicit VR Little Endian is the one transfer syntax without VR fields.
+    let explicit = ts.uid() != entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(data_offset))?;
+    let file = BufReader::with_capacity(64 * 1024, file);
+    // With a deflated data set the tap sees what the inflater produced, as the decoder does.
+    let reader: Box<dyn Read> = match ts.codec() {
+        Codec::Dataset(Some(adapter)) => adapter.adapt_reader(Box::new(file)),
+        _ => Box::new(file),
+    };
+    let tapped = Rc::new(Tapped::default());
+    let tap = Tap {
+        inner: reader,
+        tapped: tapped.clone(),
+    };
+    let mut decoder = StatefulDecoder::new_with_ts(tap, ts, 0)
+        .map_err(|e| InspectError::Malformed(e.to_string()))?;
+    let malformed = |what: String, at: u64| {
+        InspectError::Malformed(format!("{what} at byte {}", data_offset + at))
+    };
+    let mut open: Vec<Open> = Vec::new();
+    let mut has_pixel_data = false;
+    loop {
+        let before = decoder.position();
+        while let Some(&Open { end: Some(end), .. }) = open.last() {
+            if before < end {
+                break;
+            }
+            if before > end {
+                return Err(malformed(
+                    "an element runs past the end of its sequence or item".into(),
+                    before,
+                ));
+            }
+            open.pop();
+        }
+        let header = match decoder.decode_header() {
+            Ok(header) => header,
+            Err(_) if tapped.count.get() == before => {
+                // Nothing more to read at an element boundary: the end of the data set.
+                let whole =
+                    open.is_empty() && (!deflated || deflate_stream_ends(path, data_offset)?);
+                return if whole {
+                    Ok(has_pixel_data)
+                } else {
+                    Err(InspectError::Truncated(data_offset + before))
+                };
+            }
+            Err(_) => return Err(InspectError::Truncated(data_offset + tapped.count.get())),
+        };
+        let value_at = decoder.position();
+        if open.is_empty() && PIXEL_DATA_TAGS.contains(&header.tag) {
+            has_pixel_data = true;
+        }
+        let end = header.len.get().map(|len| value_at + u64::from(len));
+        let inside = open.last().map(|o| &o.kind);
+        match header.tag {
+            ITEM_DELIMITER | SEQUENCE_DELIMITER => match open.pop() {
+                Some(Open { end: None, .. }) => {}
+                _ => return Err(malformed("unexpected delimiter".into(), before)),
+            },
+            ITEM if inside == Some(&Kind::Fragments) => {
+                skip(&mut decoder, &header, &tapped, data_offset)?
+            }
+            ITEM => open.push(Open {
+                kind: Kind::Item,
+                end,
+            }),
+            _ => {
+                if explicit {
+                    let raw_vr = raw_vr(tapped.tail.get(), value_at - before);
+                    check_vr(&header, raw_vr).map_err(|what| malformed(what, before))?;
+                }
+                if header.is_encapsulated_pixeldata() {
+                    open.push(Open {
+                        kind: Kind::Fragments,
+                        end: None,
+                    });
+                } else if header.vr == VR::SQ || header.len.is_undefined() {
+                    open.push(Open {
+                        kind: Kind::Sequence,
+                        end,
+                    });
+                } else {
+                    skip(&mut decoder, &header, &tapped, data_offset)?;
+                }
+            }
+        }
+    }
+}
+
+/// Skips the value of `header`, which must be in the file.
+fn skip<D: StatefulDecode>(
+    decoder: &mut D,
+    header: &DataElementHeader,
+    tapped: &Tapped,
+    data_offset: u64,
+) -> Result<(), InspectError> {
+    decoder
+        .skip_bytes(header.len.0)
+        .map_err(|e| InspectError::Malformed(e.to_string()))?;
+    if tapped.count.get() < decoder.position() {
+        return Err(InspectError::Truncated(data_offset + tapped.count.get()));
+    }
+    Ok(())
+}
+
+/// The two VR bytes of an explicit-VR header of `header_len` bytes that ends `tail`.
+fn raw_vr(tail: [u8; LONGEST_HEADER], header_len: u64) -> [u8; 2] {
+    let at = LONGEST_HEADER.saturating_sub(header_len as usize) + 4;
+    [tail[at], tail[at + 1]]
+}
+
+/// Refuses what makes an element unreadable: a VR field that names no VR (a reader cannot tell
+/// how long its length field is), and a value that is not a whole number of the VR's fixed-size
+/// values. A VR other than the dictionary's is no fault by itself: senders use UN and OB for
+/// anything, and some tags allow several VRs.
+fn check_vr(header: &DataElementHeader, raw_vr: [u8; 2]) -> Result<(), String> {
+    let Some(vr) = VR::from_binary(raw_vr) else {
+        return Err(format!(
+            "element {} has an unknown VR {:?}",
+            header.tag,
+            String::from_utf8_lossy(&raw_vr)
+        ));
+    };
+    if let Some(size) = value_size(vr)
+        && !header.len.0.is_multiple_of(size)
+    {
+        return Err(format!(
+            "element {} of VR {} has a length of {}, not a multiple of {size}",
+            header.tag,
+            vr.to_string(),
+            header.len.0
+        ));
+    }
+    Ok(())
+}
+
+/// The size of one value of the numeric VRs whose values have a fixed size.
+fn value_size(vr: VR) -> Option<u32> {
+    match vr {
+        VR::SS | VR::US => Some(2),
+        VR::SL | VR::UL | VR::FL | VR::AT => Some(4),
+        VR::FD | VR::SV | VR::UV => Some(8),
+        _ => None,
+    }
+}
+
+/// Whether the deflate stream after `offset` reaches its end marker. An inflater reading a
+/// stream cut short just stops, so a data set missing its last bytes would otherwise look
+/// whole when the cut falls between elements.
+fn deflate_stream_ends(path: &Path, offset: u64) -> Result<bool, InspectError> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut inflater = Decompress::new(false);
+    let mut input = vec![0u8; 64 * 1024];
+    let mut output = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut input)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut consumed = 0;
+        while consumed < n {
+            let before = inflater.total_in();
+            let status = inflater
+                .decompress(&input[consumed..n], &mut output, FlushDecompress::None)
+                .map_err(|e| InspectError::Malformed(format!("deflate: {e}")))?;
+            consumed += (inflater.total_in() - before) as usize;
+            if status == Status::StreamEnd {
+                return Ok(true);
+            }
+            if status == Status::BufError && inflater.total_in() == before {
+                break; // needs more input
+            }
+        }
+    }
+}
