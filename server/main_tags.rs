@@ -156,6 +156,17 @@ pub fn parse_tag(text: &str) -> Option<Tag> {
     Some(Tag(group, element))
 }
 
+/// Whether a tag holds UIDs (VR UI): digits and dots, so matched as written, whatever a
+/// query's case sensitivity (PS3.5 9.1), which lets the match use the column's index.
+pub fn is_uid(keyword: &str) -> bool {
+    use dicom_core::VR;
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let dictionary = dicom_dictionary_std::StandardDataDictionary;
+    dictionary
+        .by_name(keyword)
+        .is_some_and(|entry| matches!(entry.vr(), VirtualVr::Exact(VR::UI)))
+}
+
 /// Whether a tag holds a date, a time or both (DA, TM, DT), where `-` means a range.
 pub fn is_date_or_time(keyword: &str) -> bool {
     use dicom_core::VR;

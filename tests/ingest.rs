@@ -341,6 +341,27 @@ async fn two_servers_index_each_instance_once() {
     assert_eq!(counts["series"], 2);
     assert_eq!(counts["instances"], instances.len() as i64);
     assert_eq!(counts["distinct"], instances.len() as i64);
+    // Both servers' /statistics (counters their concurrent transactions kept) say the same.
+    let size = count(
+        &pool,
+        "SELECT CAST(SUM(file_size) AS BIGINT) AS n FROM instances",
+    )
+    .await;
+    for server in [&a, &b] {
+        let stats = server.get_json("/statistics").await;
+        let got = [
+            &stats["CountPatients"],
+            &stats["CountStudies"],
+            &stats["CountSeries"],
+            &stats["CountInstances"],
+        ];
+        assert_eq!(
+            got.map(|v| v.as_i64().unwrap()),
+            [1, 1, 2, instances.len() as i64],
+            "{stats}"
+        );
+        assert_eq!(stats["TotalDiskSize"], size.to_string(), "{stats}");
+    }
     // Every second copy's blob was removed: one object per instance.
     let objects = std::fs::read_dir(cloud.s3.object_path(s3::BUCKET, "shared"))
         .unwrap()

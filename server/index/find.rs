@@ -140,6 +140,10 @@ impl Statement {
         // Person names have a column folded by Rust, which knows more than ASCII.
         let folded = (keyword == "PatientName")
             .then(|| expression.replace(".patient_name", ".patient_name_folded"));
+        // UIDs have no case: matched as written, on the column itself, so that its index serves
+        // the match (`UPPER(column)` would scan the table). PatientID keeps the request's case
+        // rule, with an index on `UPPER(patient_id)` for the insensitive one.
+        let case_sensitive = case_sensitive || main_tags::is_uid(keyword);
         let condition = self.condition(&expression, &matcher, case_sensitive, folded);
         self.conditions.push(condition);
         Ok(())
@@ -306,12 +310,23 @@ fn computed_column(backend: Backend, name: &str, level: Level) -> Option<String>
     })
 }
 
-impl Index {
-    /// Runs a find; with `expand` the full resources, otherwise only their IDs are filled in.
-    pub async fn find(&self, request: &FindRequest, expand: bool) -> Result<Vec<Found>, FindError> {
+/// A find as one SQL statement: the text, its parameters in order, and the computed tags it
+/// selects (name, SQL) as `computed_0`, `computed_1`, ….
+pub(super) struct FindSql {
+    pub(super) sql: String,
+    pub(super) binds: Vec<String>,
+    computed: Vec<(String, String)>,
+}
+
+impl FindSql {
+    pub(super) fn new(
+        backend: Backend,
+        request: &FindRequest,
+        expand: bool,
+    ) -> Result<FindSql, FindError> {
         let level = request.level;
         let mut statement = Statement {
-            backend: self.backend,
+            backend,
             level,
             joins: BTreeSet::new(),
             conditions: Vec::new(),
@@ -359,9 +374,7 @@ impl Index {
         let computed: Vec<(String, String)> = request
             .requested_tags
             .iter()
-            .filter_map(|name| {
-                computed_column(self.backend, name, level).map(|sql| (name.clone(), sql))
-            })
+            .filter_map(|name| computed_column(backend, name, level).map(|sql| (name.clone(), sql)))
             .collect();
         let mut select = if expand {
             columns.to_string()
@@ -387,8 +400,25 @@ impl Index {
             },
             order = order.join(", "),
         );
+        Ok(FindSql {
+            sql,
+            binds: statement.binds,
+            computed,
+        })
+    }
+}
+
+impl Index {
+    /// Runs a find; with `expand` the full resources, otherwise only their IDs are filled in.
+    pub async fn find(&self, request: &FindRequest, expand: bool) -> Result<Vec<Found>, FindError> {
+        let level = request.level;
+        let FindSql {
+            sql,
+            binds,
+            computed,
+        } = FindSql::new(self.backend, request, expand)?;
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for value in &statement.binds {
+        for value in &binds {
             query = query.bind(value.as_str());
         }
         let rows = query

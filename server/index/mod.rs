@@ -9,14 +9,16 @@ mod batch;
 mod changes;
 mod connect;
 mod delete;
+mod explain;
 mod find;
 mod level;
 mod read;
 mod records;
+mod statistics;
 mod users;
 mod write;
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::oneshot;
 
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
@@ -27,6 +29,7 @@ pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
 pub use level::Level;
 pub use read::{ArchiveInstance, ArchiveSeries, Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};
+pub use statistics::Statistics;
 pub use users::{Session, User, UserChangeError};
 pub use write::fold_case;
 
@@ -53,16 +56,6 @@ impl From<sqlx::Error> for IndexError {
     fn from(error: sqlx::Error) -> Self {
         IndexError::Database(error)
     }
-}
-
-/// Counts and sizes for `/statistics`.
-#[derive(Debug, Clone, Default)]
-pub struct Statistics {
-    pub patients: i64,
-    pub studies: i64,
-    pub series: i64,
-    pub instances: i64,
-    pub total_size: i64,
 }
 
 /// A handle on the index; cheap to clone.
@@ -104,26 +97,6 @@ impl Index {
         stored: oneshot::Receiver<bool>,
     ) -> Result<StoreOutcome, IndexError> {
         self.committer.store(new, policy, Some(stored)).await
-    }
-
-    /// Counts of each level and the total size of the stored files.
-    pub async fn statistics(&self) -> Result<Statistics, IndexError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM patients) AS patients,
-                    (SELECT COUNT(*) FROM studies) AS studies,
-                    (SELECT COUNT(*) FROM series) AS series,
-                    (SELECT COUNT(*) FROM instances) AS instances,
-                    (SELECT CAST(COALESCE(SUM(file_size), 0) AS BIGINT) FROM instances) AS total_size",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Statistics {
-            patients: row.try_get("patients")?,
-            studies: row.try_get("studies")?,
-            series: row.try_get("series")?,
-            instances: row.try_get("instances")?,
-            total_size: row.try_get("total_size")?,
-        })
     }
 
     /// Checks that the database answers.

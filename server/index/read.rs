@@ -291,16 +291,7 @@ impl Index {
     /// Resources whose identifying UID (PatientID, Study/Series/SOP Instance UID) is `uid`,
     /// patients first, as Orthanc's `/tools/lookup`.
     pub async fn lookup(&self, uid: &str) -> Result<Vec<(Level, String)>, IndexError> {
-        let rows = sqlx::query(
-            "SELECT CAST(0 AS BIGINT) AS level, id FROM patients WHERE patient_id = $1
-             UNION ALL SELECT 1, id FROM studies WHERE study_uid = $1
-             UNION ALL SELECT 2, id FROM series WHERE series_uid = $1
-             UNION ALL SELECT 3, id FROM instances WHERE sop_instance_uid = $1
-             ORDER BY 1, 2",
-        )
-        .bind(uid)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(LOOKUP).bind(uid).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let level: i64 = row.try_get("level")?;
@@ -309,6 +300,14 @@ impl Index {
             .collect()
     }
 }
+
+/// `/tools/lookup`: exact matches on each level's indexed identifier column.
+pub(super) const LOOKUP: &str =
+    "SELECT CAST(0 AS BIGINT) AS level, id FROM patients WHERE patient_id = $1
+     UNION ALL SELECT 1, id FROM studies WHERE study_uid = $1
+     UNION ALL SELECT 2, id FROM series WHERE series_uid = $1
+     UNION ALL SELECT 3, id FROM instances WHERE sop_instance_uid = $1
+     ORDER BY 1, 2";
 
 /// `LIMIT … OFFSET …` written into the statement rather than bound: with the limit a parameter,
 /// PostgreSQL's generic plan (used after a few runs of a prepared statement) cannot know the

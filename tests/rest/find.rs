@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use crate::common::pg::PgCluster;
 use crate::corpus::Corpus;
 use crate::resources::check_resource;
 use crate::support::{Api, Level, keys, set, without};
@@ -579,4 +580,80 @@ pub async fn lookup(api: &Api, c: &Corpus) {
     }
     let answer = api.post("/tools/lookup", "1.2.3.999").await.ok_json();
     assert_eq!(answer, json!([]), "/tools/lookup of an unknown UID");
+}
+
+/// On PostgreSQL every find on an identifier, at its level and below, and the lookup, are
+/// served by an index: the identifier's column is an `Index Cond`, not a `Filter` applied to
+/// every row of a scan (of the table, or of its primary key in `ORDER BY id` order, as for
+/// `UPPER(sop_instance_uid) = $1` before). Sequential scans are disabled for the database first:
+/// tables this small would be read whole whatever the indexes.
+pub async fn postgres_plans_use_indexes(pg: &PgCluster, db: &str) {
+    use orthweb::index::{FindRequest, Index, Level as IndexLevel};
+
+    // psql blocks; the in-process S3 server runs on this runtime's other workers.
+    let psql = |sql: &str| tokio::task::block_in_place(|| pg.psql(db, sql));
+    let value = |sql: &str| psql(sql).trim().to_string();
+    let (patient_id, study, series, sop) = (
+        value("SELECT patient_id FROM patients ORDER BY id LIMIT 1"),
+        value("SELECT study_uid FROM studies ORDER BY id LIMIT 1"),
+        value("SELECT series_uid FROM series ORDER BY id LIMIT 1"),
+        value("SELECT sop_instance_uid FROM instances ORDER BY id LIMIT 1"),
+    );
+    psql(&format!("ALTER DATABASE {db} SET enable_seqscan = off"));
+    let index = Index::connect(&pg.url(db)).await.unwrap();
+    let cases = [
+        (IndexLevel::Patient, "PatientID", &patient_id, "patient_id"),
+        (IndexLevel::Study, "PatientID", &patient_id, "patient_id"),
+        (IndexLevel::Study, "StudyInstanceUID", &study, "study_uid"),
+        (
+            IndexLevel::Series,
+            "SeriesInstanceUID",
+            &series,
+            "series_uid",
+        ),
+        (
+            IndexLevel::Instance,
+            "SOPInstanceUID",
+            &sop,
+            "sop_instance_uid",
+        ),
+        (
+            IndexLevel::Instance,
+            "StudyInstanceUID",
+            &study,
+            "study_uid",
+        ),
+    ];
+    let searched = |plan: &[String], column: &str| {
+        plan.iter()
+            .any(|line| line.contains("Index Cond") && line.contains(column))
+            && plan.iter().all(|line| !line.contains("Seq Scan"))
+    };
+    for (level, tag, value, column) in cases {
+        for case_sensitive in [false, true] {
+            let request = FindRequest {
+                level,
+                query: vec![(tag.to_string(), value.to_string())],
+                case_sensitive,
+                since: 0,
+                limit: None,
+                order_by: Vec::new(),
+                parent: None,
+                requested_tags: Vec::new(),
+            };
+            let plan = index.explain_find(&request).await.unwrap();
+            assert!(
+                searched(&plan, column),
+                "{level} {tag}={value} (case-sensitive: {case_sensitive}):\n{}",
+                plan.join("\n")
+            );
+        }
+    }
+    let plan = index.explain_lookup(&sop).await.unwrap();
+    assert!(
+        searched(&plan, "sop_instance_uid"),
+        "lookup:\n{}",
+        plan.join("\n")
+    );
+    psql(&format!("ALTER DATABASE {db} RESET enable_seqscan"));
 }

@@ -84,6 +84,17 @@ async fn postgres_and_s3_serve_the_rest_api() {
         tokio::task::block_in_place(|| Server::start(&work.path().join("data"), on_s3(db, "rest")));
     // s3s-fs keeps object `rest/KEY` of the bucket as the file `<bucket dir>/rest/KEY`.
     let mut steps = exercise(&server, &s3.object_path(s3::BUCKET, "rest"), work.path()).await;
+    steps
+        .run(
+            "PostgreSQL: identifier matches use an index",
+            find::postgres_plans_use_indexes(&pg, "rest"),
+        )
+        .await;
+    steps
+        .run("PostgreSQL: counters match the rows", async {
+            tokio::task::block_in_place(|| resources::postgres_counters_match_the_rows(&pg, "rest"))
+        })
+        .await;
 
     // `orthweb import` into another database and prefix, while a server serves them.
     let db = tokio::task::block_in_place(|| pg.create_database("import"));

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use crate::common::pg::PgCluster;
 use crate::corpus::{Corpus, Expected};
 use crate::support::{Api, Level, ids_of, is_timestamp, is_uuid, keys, set, strings, without};
 
@@ -369,4 +370,51 @@ pub async fn stability(api: &Api, corpus: &Corpus) {
             assert_eq!(api.json(&path).await["IsStable"], json!(true), "GET {path}");
         }
     }
+}
+
+/// On PostgreSQL the counter rows behind `/statistics` agree with the rows they count, after
+/// everything the other steps did and after what the steps cannot do there: a copy replaced
+/// with another size (the `INSERT … ON CONFLICT DO UPDATE` of overwrite `always`) and a
+/// multi-row delete. Run last: it changes the index behind the server's back.
+pub fn postgres_counters_match_the_rows(pg: &PgCluster, db: &str) {
+    let agree = || {
+        pg.psql(
+            db,
+            "SELECT (SELECT SUM(patients) FROM resource_counts) = (SELECT COUNT(*) FROM patients)
+                AND (SELECT SUM(studies) FROM resource_counts) = (SELECT COUNT(*) FROM studies)
+                AND (SELECT SUM(series) FROM resource_counts) = (SELECT COUNT(*) FROM series)
+                AND (SELECT SUM(instances) FROM resource_counts)
+                    = (SELECT COUNT(*) FROM instances)
+                AND (SELECT SUM(total_size) FROM resource_counts)
+                    = (SELECT COALESCE(SUM(file_size), 0) FROM instances)",
+        )
+        .trim()
+            == "t"
+    };
+    let total = || pg.psql(db, "SELECT SUM(total_size) FROM resource_counts");
+    assert!(agree(), "after the steps");
+    assert_ne!(total().trim(), "0", "the steps leave files");
+
+    let before = total();
+    pg.psql(
+        db,
+        "INSERT INTO instances (id, series, sop_instance_uid, sop_class_uid, instance_number,
+            transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at,
+            has_pixel_data)
+         SELECT id, series, sop_instance_uid, sop_class_uid, instance_number,
+            transfer_syntax_uid, blob_key || '-copy', file_size + 1000, sha256, remote_aet,
+            main_tags, received_at, has_pixel_data
+         FROM instances ORDER BY id LIMIT 1
+         ON CONFLICT (id) DO UPDATE SET blob_key = excluded.blob_key,
+            file_size = excluded.file_size",
+    );
+    let after: i64 = total().trim().parse().unwrap();
+    assert_eq!(after, before.trim().parse::<i64>().unwrap() + 1000);
+    assert!(agree(), "after replacing a copy");
+
+    pg.psql(
+        db,
+        "DELETE FROM instances WHERE id IN (SELECT id FROM instances ORDER BY id LIMIT 2)",
+    );
+    assert!(agree(), "after deleting two instances");
 }
