@@ -1,5 +1,6 @@
-//! Writes synthetic CT studies for benchmarks: `gen_studies OUT_DIR COUNT [STUDIES]`.
-//! 512×512 16-bit slices in Explicit VR Little Endian, the same generator the tests use.
+//! Writes synthetic CT studies for benchmarks: `gen_studies OUT_DIR COUNT [STUDIES] [SIZE]`.
+//! SIZE×SIZE (default 512) 16-bit slices in Explicit VR Little Endian, the same generator the
+//! tests use.
 
 #[path = "../tests/common/dicomgen.rs"]
 #[allow(dead_code)]
@@ -10,7 +11,7 @@ use dicomgen::{Depth, Spec};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: gen_studies OUT_DIR COUNT [STUDIES]");
+        eprintln!("usage: gen_studies OUT_DIR COUNT [STUDIES] [SIZE]");
         std::process::exit(2);
     }
     let out = std::path::PathBuf::from(&args[1]);
@@ -19,13 +20,17 @@ fn main() {
         .get(3)
         .map(|s| s.parse().expect("STUDIES is a number"))
         .unwrap_or(1);
+    let size: u16 = args
+        .get(4)
+        .map(|s| s.parse().expect("SIZE is a number"))
+        .unwrap_or(512);
     let mut bytes = 0u64;
     let mut written = 0u32;
     for study in 0..studies {
         let n = count / studies + u32::from(study < count % studies);
         let mut spec = Spec::new(5000 + u64::from(study));
         spec.series.clear();
-        spec.add_series("CT", n, 512, 512, 1, Depth::U12);
+        spec.add_series("CT", n, size, size, 1, Depth::U12);
         for instance in spec
             .write(&out.join(format!("study{study}")))
             .expect("write study")
