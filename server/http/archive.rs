@@ -3,8 +3,8 @@
 //! into a ZIP writer whose output goes to the response through a small bounded channel, so
 //! memory holds a few chunks whatever the study's size.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, Write};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -22,6 +22,8 @@ use crate::storage::BlobStore;
 
 /// Bytes gathered before a chunk goes to the response.
 const CHUNK: usize = 256 * 1024;
+/// Blobs opened ahead of the one being written.
+const PREFETCH: usize = 4;
 
 /// One file of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +78,28 @@ fn write_zip(
         chunks,
         buffer: Vec::with_capacity(CHUNK),
     });
-    for entry in entries {
+    // The next few blobs are opened while the current one is copied: on S3 each GetObject is a
+    // round trip that would otherwise leave the response idle between files.
+    let mut opening = VecDeque::new();
+    let mut upcoming = entries.iter();
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        while opening.len() < PREFETCH
+            && let Some(entry) = upcoming.next()
+        {
+            let blobs = blobs.clone();
+            let key = entry.blob_key.clone();
+            opening.push_back((
+                entry,
+                runtime.spawn(async move { blobs.get(&key, None).await }),
+            ));
+        }
+        let Some((entry, opened)) = opening.pop_front() else {
+            break;
+        };
         let (reader, _) = runtime
-            .block_on(blobs.get(&entry.blob_key, None))
+            .block_on(opened)
+            .map_err(io::Error::other)?
             .map_err(|e| io::Error::other(format!("blob {}: {e}", entry.blob_key)))?;
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
@@ -86,7 +107,16 @@ fn write_zip(
         zip.start_file(entry.path.as_str(), options)
             .map_err(io::Error::other)?;
         let mut reader = SyncIoBridge::new_with_handle(reader, runtime.clone());
-        io::copy(&mut reader, &mut zip)?;
+        // `io::copy`'s 8 KiB reads would each be a blocking-pool hop on a folder blob.
+        loop {
+            let read = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            zip.write_all(&buffer[..read])?;
+        }
     }
     let mut sink = zip.finish().map_err(io::Error::other)?.into_inner();
     sink.flush()
