@@ -23,6 +23,9 @@ use sqlx::AnyPool;
 use tokio::sync::oneshot;
 
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
+/// A new instance with plausible tags, for tests outside the index.
+#[cfg(test)]
+pub(crate) use batch::tests::instance as test_instance;
 pub use changes::{Change, ChangePage, ChangeType, LOG_LOCK};
 pub use connect::Backend;
 pub use delete::Deletion;
