@@ -238,7 +238,8 @@ fn redirect_to_https(target: &str, uri: &axum::http::Uri) -> axum::response::Res
         .into_response()
 }
 
-async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+/// Opens the blob store named by the settings and checks that it answers.
+pub async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
     let url = settings.storage_url();
     let options = S3Options {
         sse: settings.s3_sse.clone(),

@@ -19,3 +19,4 @@ pub mod render;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod verify;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -37,6 +38,9 @@ enum Command {
     /// Manage the users of the REST API and the UI (kept in the index).
     #[command(subcommand)]
     User(UserCommand),
+    /// Check every index row against its blob (there, size, SHA-256), and look for blobs no
+    /// row points at and spool leftovers; exits 0 when consistent, 3 when problems are left.
+    Verify(VerifyArgs),
 }
 
 /// `orthweb user …`. Passwords come from `--password-file` (its first line) or, without it,
@@ -164,11 +168,33 @@ struct ImportArgs {
     jobs: usize,
 }
 
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    flags: Flags,
+    /// Remove orphan blobs and spool leftovers, and the index rows of instances whose blob is
+    /// missing or corrupt (quarantining corrupt blobs), so that they can be sent again.
+    #[arg(long)]
+    repair: bool,
+    /// Orphan blobs and spool files younger than this are left alone, since a live server may
+    /// be storing them: seconds, or with a unit (90s, 10m, 2h).
+    #[arg(long, default_value = "10m", value_parser = orthweb::verify::parse_grace)]
+    grace: Duration,
+    /// Repair even when so much would go that a setting looks wrong (another bucket or
+    /// database, an unmounted volume).
+    #[arg(long, requires = "repair")]
+    force: bool,
+    /// Blobs read at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+}
+
 enum Task {
     Serve,
     Migrate,
     Import { paths: Vec<PathBuf>, jobs: usize },
     User(UserTask),
+    Verify(orthweb::verify::Options),
 }
 
 /// Flags that override the settings file and the environment. Absent flags are left out, so
@@ -214,6 +240,15 @@ fn main() -> ExitCode {
                 jobs: args.jobs,
             },
         ),
+        Command::Verify(args) => (
+            args.flags,
+            Task::Verify(orthweb::verify::Options {
+                grace: args.grace,
+                repair: args.repair,
+                force: args.force,
+                jobs: args.jobs,
+            }),
+        ),
     };
     let settings = match Settings::load(cli.config.as_deref(), flags) {
         Ok(settings) => settings,
@@ -234,15 +269,17 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match task {
+        let done = match task {
             Task::Serve => run_server(settings).await,
             Task::Migrate => migrate(settings).await,
             Task::Import { paths, jobs } => import(settings, &paths, jobs).await,
             Task::User(task) => user(settings, task).await,
-        }
+            Task::Verify(options) => return verify(settings, options).await,
+        };
+        done.map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("orthweb: {e:#}");
@@ -306,4 +343,21 @@ async fn import(settings: Settings, paths: &[PathBuf], jobs: usize) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// Exit status of `orthweb verify` when problems are left (1 is for a check that could not run).
+const INCONSISTENT: u8 = 3;
+
+async fn verify(settings: Settings, options: orthweb::verify::Options) -> anyhow::Result<ExitCode> {
+    let url = settings.index_url();
+    let index = Index::open(&url)
+        .await
+        .with_context(|| format!("cannot open the index at {}", redact_url(&url)))?;
+    let blobs = orthweb::app::open_blobs(&settings).await?;
+    let report = orthweb::verify::run(&index, &blobs, &settings.spool_dir(), &options).await?;
+    print!("{}", report.render());
+    Ok(match report.consistent() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(INCONSISTENT),
+    })
 }

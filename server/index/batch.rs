@@ -289,13 +289,13 @@ async fn touch(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ids::ResourceIds;
     use crate::index::{Index, LevelTags};
 
     /// A new instance with the main tags of each level.
-    pub(in crate::index) fn instance(
+    pub(crate) fn instance(
         patient: &str,
         study: &str,
         series: &str,

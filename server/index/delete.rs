@@ -25,6 +25,29 @@ impl Index {
         id: &str,
         at: &str,
     ) -> Result<Option<Deletion>, IndexError> {
+        self.delete_checked(level, id, None, at).await
+    }
+
+    /// Deletes instance `id` as `delete_resource` does, but only while its row still points at
+    /// `blob_key`: a repair must not remove a copy that a live server has just put in the
+    /// place of the one it found broken. `None` when the row is gone or points elsewhere.
+    pub async fn delete_instance_with_blob(
+        &self,
+        id: &str,
+        blob_key: &str,
+        at: &str,
+    ) -> Result<Option<Deletion>, IndexError> {
+        self.delete_checked(Level::Instance, id, Some(blob_key), at)
+            .await
+    }
+
+    async fn delete_checked(
+        &self,
+        level: Level,
+        id: &str,
+        blob_key: Option<&str>,
+        at: &str,
+    ) -> Result<Option<Deletion>, IndexError> {
         let mut tx = self.writer.begin_with(self.backend.begin_write()).await?;
 
         // Locking the resource first takes locks parent-first, the order ingest takes them in.
@@ -41,6 +64,17 @@ impl Index {
             .is_none()
         {
             return Ok(None);
+        }
+        if let Some(expected) = blob_key {
+            // The row is locked (or the database, on SQLite): it cannot change from here on.
+            let current: String = sqlx::query("SELECT blob_key FROM instances WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("blob_key")?;
+            if current != expected {
+                return Ok(None);
+            }
         }
 
         // The chain of ancestors, nearest first, read before anything is deleted.

@@ -11,6 +11,7 @@ mod connect;
 mod delete;
 mod explain;
 mod find;
+mod integrity;
 mod level;
 mod read;
 mod records;
@@ -22,10 +23,14 @@ use sqlx::AnyPool;
 use tokio::sync::oneshot;
 
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
+/// A new instance with plausible tags, for tests outside the index.
+#[cfg(test)]
+pub(crate) use batch::tests::instance as test_instance;
 pub use changes::{Change, ChangePage, ChangeType, LOG_LOCK};
 pub use connect::Backend;
 pub use delete::Deletion;
 pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
+pub use integrity::{IndexedFile, InstanceOrigin};
 pub use level::Level;
 pub use read::{ArchiveInstance, ArchiveSeries, Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};

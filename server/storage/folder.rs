@@ -10,9 +10,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{BlobReader, BlobStore, StorageError};
+use super::{BlobPages, BlobReader, BlobStore, ListedBlob, QUARANTINE, StorageError};
 
 pub struct FolderStore {
     root: PathBuf,
@@ -43,16 +44,76 @@ impl FolderStore {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let valid = key.len() >= 4
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-            && !key.starts_with('.');
-        if !valid {
+        if !valid_key(key) {
             return Err(StorageError::NotFound(key.into()));
         }
         Ok(self.root.join(&key[0..3]).join(key))
     }
+}
+
+/// Keys are file names: no separators, no leading dot, long enough for the fan-out folder.
+fn valid_key(key: &str) -> bool {
+    key.len() >= 4
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !key.starts_with('.')
+}
+
+/// The fan-out folders under `root` (every sub-folder but the quarantine), sorted.
+fn fan_out_folders(root: &Path) -> std::io::Result<Vec<String>> {
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && name != QUARANTINE {
+            folders.push(name);
+        }
+    }
+    folders.sort();
+    Ok(folders)
+}
+
+/// The blobs of one fan-out folder: files whose name is a key that belongs there. Anything
+/// else is no blob of ours, and is left alone.
+fn list_folder(root: &Path, folder: &str) -> std::io::Result<Vec<ListedBlob>> {
+    let mut blobs = Vec::new();
+    let entries = match std::fs::read_dir(root.join(folder)) {
+        Ok(entries) => entries,
+        // Removed since the root was read: nothing in it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(blobs),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let key = entry.file_name().to_string_lossy().into_owned();
+        if !valid_key(&key) || &key[0..3] != folder {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            // Deleted between the listing and now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_file() {
+            blobs.push(ListedBlob {
+                key,
+                size: meta.len(),
+                modified: meta.modified()?,
+            });
+        }
+    }
+    Ok(blobs)
+}
+
+/// Runs file-system calls on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)??)
 }
 
 /// fsync of a directory, so that a rename into it survives a crash.
@@ -133,6 +194,51 @@ impl BlobStore for FolderStore {
         }
     }
 
+    fn list(&self) -> BlobPages<'_> {
+        let root = self.root.clone();
+        // The folder names are read once (4096 of them, and any made for keys that do not
+        // start with hex digits); each page is then one folder's files.
+        futures::stream::unfold(None, move |folders: Option<std::vec::IntoIter<String>>| {
+            let root = root.clone();
+            async move {
+                let mut folders = match folders {
+                    Some(folders) => folders,
+                    None => {
+                        let root = root.clone();
+                        match blocking(move || fan_out_folders(&root)).await {
+                            Ok(folders) => folders.into_iter(),
+                            Err(e) => return Some((Err(e), Some(Vec::new().into_iter()))),
+                        }
+                    }
+                };
+                let folder = folders.next()?;
+                let page = blocking(move || list_folder(&root, &folder)).await;
+                Some((page, Some(folders)))
+            }
+        })
+        .boxed()
+    }
+
+    async fn quarantine(&self, key: &str) -> Result<(), StorageError> {
+        let from = self.path_of(key)?;
+        let dir = self.root.join(QUARANTINE);
+        let to = dir.join(key);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            // A rename within the store's file system: the bytes are never copied, and the
+            // blob is in one place or the other whatever happens.
+            std::fs::rename(&from, &to)?;
+            sync_dir(&dir)?;
+            sync_dir(from.parent().expect("blob paths have a parent"))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound(key.into()),
+            _ => e.into(),
+        })
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         let meta = tokio::fs::metadata(&self.root).await?;
         if !meta.is_dir() {
@@ -145,5 +251,46 @@ impl BlobStore for FolderStore {
 
     fn describe(&self) -> String {
         format!("folder {}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Listings hold the blobs, not what else lies in the folder: quarantined blobs, files in
+    /// the wrong fan-out folder, names that are no keys.
+    #[tokio::test]
+    async fn listings_leave_out_quarantined_and_stray_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = FolderStore::open(&root).await.unwrap();
+        for key in ["abc1.dcm", "abc2.dcm", "def3.dcm"] {
+            let file = dir.path().join("f");
+            std::fs::write(&file, key).unwrap();
+            store.put_file(key, &file, 8).await.unwrap();
+        }
+        store.quarantine("abc2.dcm").await.unwrap();
+        assert_eq!(
+            std::fs::read(root.join(QUARANTINE).join("abc2.dcm")).unwrap(),
+            b"abc2.dcm"
+        );
+        assert!(matches!(
+            store.quarantine("abc2.dcm").await,
+            Err(StorageError::NotFound(_))
+        ));
+        std::fs::write(root.join("abc").join("fff9.dcm"), b"misplaced").unwrap();
+        std::fs::write(root.join("abc").join(".hidden"), b"no key").unwrap();
+
+        let mut listed = Vec::new();
+        let mut pages = store.list();
+        while let Some(page) = pages.next().await {
+            listed.extend(page.unwrap().into_iter().map(|b| (b.key, b.size)));
+        }
+        listed.sort();
+        assert_eq!(
+            listed,
+            [("abc1.dcm".to_string(), 8), ("def3.dcm".to_string(), 8)]
+        );
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! One contract, two implementations chosen once at start-up by URL scheme: a local folder
 //! (`file:///dir`) and S3 (`s3://bucket/prefix`).
+//!
+//! Blobs live flat under the store's root; `quarantine/` beside them holds blobs taken out of
+//! the archive by `orthweb verify --repair` (corrupted files, kept for an admin), which
+//! listings leave out.
 
 mod folder;
 mod s3;
@@ -10,8 +14,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use tokio::io::AsyncRead;
 
 pub use folder::FolderStore;
@@ -19,6 +25,21 @@ pub use s3::{S3Options, S3Store};
 
 /// A stream over a stored blob.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// One blob as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct ListedBlob {
+    pub key: String,
+    pub size: u64,
+    /// When it was last written (S3: `LastModified`; for a multipart upload, when it began).
+    pub modified: SystemTime,
+}
+
+/// A listing, one page at a time.
+pub type BlobPages<'a> = BoxStream<'a, Result<Vec<ListedBlob>, StorageError>>;
+
+/// Where quarantined blobs go, under the store's root.
+pub const QUARANTINE: &str = "quarantine";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -55,8 +76,21 @@ pub trait BlobStore: Send + Sync {
         key: &str,
         range: Option<Range<u64>>,
     ) -> Result<(BlobReader, u64), StorageError>;
+    /// Opens a whole blob as the store holds it, for an integrity check that hashes every
+    /// byte itself: unlike `get`, S3's own checksum is not checked on the way, since a mismatch
+    /// there would end the stream before the caller's hash has seen it all.
+    async fn get_unverified(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+        self.get(key, None).await
+    }
     /// Removes a blob; removing a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Lists every blob (quarantined ones left out), a page at a time: one fan-out folder, or
+    /// one ListObjectsV2 answer, so that memory holds one page whatever the store's size.
+    fn list(&self) -> BlobPages<'_>;
+    /// Moves a blob out of the archive to `quarantine/<key>`, where listings, readers and
+    /// the janitor never look, and where it stays for an admin to examine. A missing blob is
+    /// `NotFound`.
+    async fn quarantine(&self, key: &str) -> Result<(), StorageError>;
     /// Checks that the store answers (for readiness probes and start-up).
     async fn ping(&self) -> Result<(), StorageError>;
     /// A short description for logs and `/system`, without secrets.

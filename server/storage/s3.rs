@@ -8,12 +8,14 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use futures::StreamExt;
 
-use super::{BlobReader, BlobStore, StorageError};
+use super::{BlobPages, BlobReader, BlobStore, ListedBlob, QUARANTINE, StorageError};
 
 /// S3 settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -65,11 +67,46 @@ impl S3Store {
     }
 
     fn object_key(&self, key: &str) -> String {
+        format!("{}{key}", self.folder())
+    }
+
+    /// `prefix/`, or nothing without a prefix: what every blob's object key starts with.
+    fn folder(&self) -> String {
         if self.prefix.is_empty() {
-            key.to_string()
+            String::new()
         } else {
-            format!("{}/{}", self.prefix, key)
+            format!("{}/", self.prefix)
         }
+    }
+
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        verify_checksum: bool,
+    ) -> Result<(BlobReader, u64), StorageError> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(key))
+            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1))))
+            .customize();
+        if !verify_checksum {
+            request = request.config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired),
+            );
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_no_such_key() => StorageError::NotFound(key.into()),
+                _ => s3_error(e),
+            })?;
+        let size = output.content_length().unwrap_or(0).max(0) as u64;
+        Ok((Box::pin(output.body.into_async_read()), size))
     }
 
     fn sse(&self) -> Option<ServerSideEncryption> {
@@ -207,20 +244,11 @@ impl BlobStore for S3Store {
         key: &str,
         range: Option<Range<u64>>,
     ) -> Result<(BlobReader, u64), StorageError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.object_key(key))
-            .set_range(range.map(|r| format!("bytes={}-{}", r.start, r.end.saturating_sub(1))))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(service) if service.is_no_such_key() => StorageError::NotFound(key.into()),
-                _ => s3_error(e),
-            })?;
-        let size = output.content_length().unwrap_or(0).max(0) as u64;
-        Ok((Box::pin(output.body.into_async_read()), size))
+        self.get_object(key, range, true).await
+    }
+
+    async fn get_unverified(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
+        self.get_object(key, None, false).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -232,6 +260,60 @@ impl BlobStore for S3Store {
             .await
             .map_err(s3_error)?;
         Ok(())
+    }
+
+    fn list(&self) -> BlobPages<'_> {
+        let folder = self.folder();
+        // The delimiter keeps `quarantine/` (a common prefix) out of the listing.
+        let pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&folder)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        futures::stream::unfold((pages, folder), |(mut pages, folder)| async move {
+            let page = pages.next().await?.map_err(s3_error).map(|page| {
+                page.contents()
+                    .iter()
+                    .filter_map(|object| {
+                        let key = object.key()?.strip_prefix(folder.as_str())?;
+                        let modified = object.last_modified()?;
+                        Some(ListedBlob {
+                            key: key.to_string(),
+                            size: object.size().unwrap_or(0).max(0) as u64,
+                            modified: std::time::SystemTime::try_from(*modified).ok()?,
+                        })
+                    })
+                    .collect()
+            });
+            Some((page, (pages, folder)))
+        })
+        .boxed()
+    }
+
+    async fn quarantine(&self, key: &str) -> Result<(), StorageError> {
+        // S3 cannot rename: a server-side copy, then the original goes.
+        let source = format!("{}/{}", self.bucket, self.object_key(key));
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.object_key(&format!("{QUARANTINE}/{key}")))
+            .copy_source(encode_copy_source(&source))
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.kms_key())
+            .send()
+            .await
+            .map_err(|e| {
+                // CopyObject names no NoSuchKey error; a missing source is a 404.
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) {
+                    StorageError::NotFound(key.into())
+                } else {
+                    s3_error(e)
+                }
+            })?;
+        self.delete(key).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
@@ -247,4 +329,17 @@ impl BlobStore for S3Store {
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
+}
+
+/// `x-amz-copy-source` is `bucket/key`, URL-encoded except for its slashes.
+fn encode_copy_source(source: &str) -> String {
+    let mut encoded = String::with_capacity(source.len());
+    for byte in source.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

@@ -9,7 +9,8 @@
 //! - [`clients`]: silent, slow and too many clients, on the DICOM and HTTP ports;
 //! - [`duplicates`]: the same instance sent again;
 //! - [`outages`]: the database, the bucket or the blob folder going away;
-//! - [`crash`]: `kill -9` in the middle of a send.
+//! - [`crash`]: `kill -9` in the middle of a send;
+//! - [`verify`]: `orthweb verify` finding and repairing what crashes and damaged disks leave.
 //!
 //! [`site`] is the server under test and what it stored; [`support`] the helpers the tests share.
 
@@ -26,3 +27,4 @@ mod datasets;
 mod duplicates;
 mod outages;
 mod protocol;
+mod verify;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{AnyPool, Row};
@@ -31,6 +31,8 @@ pub struct Site {
     pub data: PathBuf,
     index_url: String,
     blobs: Blobs,
+    /// How the server was configured, for other `orthweb` commands on the same data.
+    config: ServerConfig,
 }
 
 /// Distinct seeds for generated instances across one test binary.
@@ -55,13 +57,14 @@ impl Site {
 
     fn local_in(work: tempfile::TempDir, config: ServerConfig) -> Site {
         let data = work.path().join("data");
-        let server = Server::start(&data, config);
+        let server = Server::start(&data, config.clone());
         Site {
             index_url: format!("sqlite://{}", data.join("index.sqlite").display()),
             blobs: Blobs::Folder(data.join("blobs")),
             work,
             data,
             server,
+            config,
         }
     }
 
@@ -77,14 +80,37 @@ impl Site {
             .arg(format!("s3://{}/{db}", s3::BUCKET))
             .env("ORTHWEB_S3_PATH_STYLE", "true")
             .envs(s3.env());
-        let server = Server::start(&data, config);
+        let server = Server::start(&data, config.clone());
         Site {
             index_url,
             blobs: Blobs::S3(s3.object_path(s3::BUCKET, db)),
             work,
             data,
             server,
+            config,
         }
+    }
+
+    /// Runs `orthweb ARGS…` (a subcommand and its flags) on the site's data folder, index and
+    /// storage, as its server is configured.
+    pub async fn orthweb(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orthweb"));
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(&self.config.args)
+            .env_remove("ORTHWEB_CONFIG")
+            .envs(
+                self.config
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap()
+            .expect("run orthweb")
     }
 
     pub fn port(&self) -> u16 {
@@ -171,23 +197,33 @@ impl Site {
         }
     }
 
-    /// Names (= keys) of every blob file.
-    pub fn blob_keys(&self) -> BTreeSet<String> {
-        let root = match &self.blobs {
+    /// Where `orthweb verify --repair` moves the blob `key` when it is corrupt.
+    pub fn quarantine_path(&self, key: &str) -> PathBuf {
+        self.blob_root().join("quarantine").join(key)
+    }
+
+    fn blob_root(&self) -> &Path {
+        match &self.blobs {
             Blobs::Folder(root) | Blobs::S3(root) => root,
-        };
+        }
+    }
+
+    /// Names (= keys) of every blob file, quarantined ones left out.
+    pub fn blob_keys(&self) -> BTreeSet<String> {
+        let root = self.blob_root().to_path_buf();
+        let quarantine = root.join("quarantine");
         let mut keys = BTreeSet::new();
-        let mut dirs = vec![root.clone()];
+        let mut dirs = vec![root];
         while let Some(dir) = dirs.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else {
+                if !path.is_dir() {
                     keys.insert(entry.file_name().to_string_lossy().into_owned());
+                } else if path != quarantine {
+                    dirs.push(path);
                 }
             }
         }
