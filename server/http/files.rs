@@ -17,16 +17,10 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
-use tokio_util::io::{ReaderStream, SyncIoBridge};
+use tokio_util::io::SyncIoBridge;
 
 use super::{ApiError, AppState};
 use crate::index::{Level, StoredFile};
-
-/// Bytes read per chunk of a download. `ReaderStream`'s default (4 KiB) makes every chunk of a
-/// folder blob a separate blocking-pool read: 128 of them per 512 KB instance, which bounded a
-/// keep-alive client at ~230 instances/s. 256 KiB is two reads per such instance, and memory stays
-/// bounded per download whatever the file's size.
-const DOWNLOAD_CHUNK: usize = 256 * 1024;
 
 /// Longest string value shown in full, as Orthanc's default.
 const MAX_STRING_LENGTH: usize = 256;
@@ -58,15 +52,18 @@ pub async fn file(
             }
         },
     };
-    let (reader, length) = open_blob(&state, &stored, range.clone()).await?;
+    // The store's own chunks: `ReaderStream`'s 4 KiB reads over a folder blob were each a
+    // blocking-pool hop (128 per 512 KB instance), which held a keep-alive client to ~230/s.
+    let (chunks, length) = state
+        .blobs
+        .stream(&stored.blob_key, range.clone())
+        .await
+        .map_err(|e| ApiError::unavailable("blob store", e))?;
     let filename = args
         .get("filename")
         .map(|name| safe_filename(name))
         .unwrap_or_else(|| format!("{id}.dcm"));
-    let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(
-        reader,
-        DOWNLOAD_CHUNK,
-    )));
+    let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::PrimitiveDateTime;
 use time::macros::format_description;
@@ -55,7 +57,7 @@ pub async fn list(
     state: AppState,
     level: Level,
     args: HashMap<String, String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let args = ListArgs::parse(&args, false)?;
     if args.expand {
         let resources = state
@@ -65,14 +67,15 @@ pub async fn list(
             .map_err(ApiError::index)?;
         Ok(Json(Value::Array(
             resources.iter().map(|r| state.resource_json(r)).collect(),
-        )))
+        ))
+        .into_response())
     } else {
         let ids = state
             .index
-            .list_ids(level, args.since, args.limit)
+            .list_ids_json(level, args.since, args.limit)
             .await
             .map_err(ApiError::index)?;
-        Ok(Json(json!(ids)))
+        Ok(([(header::CONTENT_TYPE, "application/json")], ids).into_response())
     }
 }
 

@@ -128,7 +128,7 @@ impl Index {
             Backend::Postgres => {
                 let options = AnyConnectOptions::from_str(url)?;
                 let pool = backend
-                    .writer_pool(AnyPoolOptions::new())
+                    .writer_pool(pool_options())
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.clone())
@@ -171,8 +171,29 @@ fn sqlite_url(url: &str) -> Result<String, IndexError> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
-fn sqlite_pool(size: u32) -> AnyPoolOptions {
+/// How long a pooled connection may sit idle and still be handed out without a ping.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// Pool options that ping a connection before handing it out only when it sat idle longer
+/// than `FRESH`: sqlx's default pings every time, a second round trip per query (to the
+/// SQLite worker thread, or to the PostgreSQL server) that doubled the index's share of a
+/// file download. A connection that broke while in use is still found out: sqlx pings each one
+/// as it comes back to the pool and drops it when that fails.
+fn pool_options() -> AnyPoolOptions {
     AnyPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > FRESH {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+fn sqlite_pool(size: u32) -> AnyPoolOptions {
+    pool_options()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _| {

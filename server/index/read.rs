@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Index, IndexError, Level};
+use super::{Backend, Index, IndexError, Level};
 
 /// One resource as the index knows it; the HTTP layer shapes it into Orthanc's JSON.
 #[derive(Debug, Clone)]
@@ -171,24 +171,30 @@ impl Index {
         row.map(|row| decode_resource(level, &row)).transpose()
     }
 
-    /// IDs of a level, in ID order, skipping `since` and returning at most `limit`.
-    pub async fn list_ids(
+    /// IDs of a level, in ID order, skipping `since` and returning at most `limit`, as a JSON
+    /// array made by the database: one row to hand over instead of one per ID, which on SQLite
+    /// is a channel message each (a listing of 1,000 instances took 1.7 ms, Orthanc's 0.7).
+    pub async fn list_ids_json(
         &self,
         level: Level,
         since: u64,
         limit: Option<u64>,
-    ) -> Result<Vec<String>, IndexError> {
-        let sql = format!(
+    ) -> Result<String, IndexError> {
+        let page = format!(
             "SELECT id FROM {} ORDER BY id {}",
             level.table(),
             page_clause(since, limit)
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+        let sql = match self.backend {
+            Backend::Sqlite => format!("SELECT json_group_array(id ORDER BY id) FROM ({page})"),
+            Backend::Postgres => {
+                format!("SELECT COALESCE(json_agg(id ORDER BY id), '[]')::text FROM ({page}) p")
+            }
+        };
+        let json: String = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| row.try_get("id").map_err(IndexError::from))
-            .collect()
+        Ok(json)
     }
 
     /// Full resources of a level, in ID order, paged as `list_ids`.

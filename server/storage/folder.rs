@@ -10,10 +10,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{BlobPages, BlobReader, BlobStore, ListedBlob, QUARANTINE, StorageError};
+use super::{
+    BlobPages, BlobReader, BlobStore, BlobStream, ListedBlob, QUARANTINE, STREAM_CHUNK,
+    StorageError,
+};
 
 pub struct FolderStore {
     root: PathBuf,
@@ -49,6 +53,54 @@ impl FolderStore {
         }
         Ok(self.root.join(&key[0..3]).join(key))
     }
+}
+
+/// A folder blob being streamed: the open file, the bytes still to send, the chunk just read.
+struct Chunks {
+    file: std::fs::File,
+    remaining: u64,
+    chunk: Option<Bytes>,
+}
+
+impl Chunks {
+    /// Reads the next chunk (blocking).
+    fn next(mut self) -> std::io::Result<Self> {
+        use std::io::Read;
+        let want = self.remaining.min(STREAM_CHUNK as u64);
+        let mut buffer = Vec::with_capacity(want as usize);
+        (&mut self.file).take(want).read_to_end(&mut buffer)?;
+        if buffer.is_empty() {
+            // Shorter than its size said: the client sees a cut body, not a padded one.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "blob shorter than its size",
+            ));
+        }
+        self.remaining -= buffer.len() as u64;
+        self.chunk = Some(Bytes::from(buffer));
+        Ok(self)
+    }
+}
+
+/// Opens a blob, positions it at `range` and reads the first chunk (blocking).
+fn open_chunks(path: &Path, range: Option<Range<u64>>) -> std::io::Result<(Chunks, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let length = match range {
+        None => size,
+        Some(range) => {
+            file.seek(SeekFrom::Start(range.start))?;
+            range.end.min(size).saturating_sub(range.start)
+        }
+    };
+    let reading = Chunks {
+        file,
+        remaining: length,
+        chunk: None,
+    };
+    let reading = if length > 0 { reading.next()? } else { reading };
+    Ok((reading, length))
 }
 
 /// Keys are file names: no separators, no leading dot, long enough for the fan-out folder.
@@ -184,6 +236,42 @@ impl BlobStore for FolderStore {
                 Ok((Box::pin(file.take(length)), length))
             }
         }
+    }
+
+    async fn stream(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobStream, u64), StorageError> {
+        let path = self.path_of(key)?;
+        // Opening, sizing and the first chunk in one blocking-pool hop, then one hop per
+        // chunk: tokio's `File` would spend a hop on each of those steps. The file is never
+        // read ahead of the client, so a slow one holds no blocking thread while it waits.
+        let (first, length) = tokio::task::spawn_blocking(move || open_chunks(&path, range))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StorageError::NotFound(key.into()),
+                _ => e.into(),
+            })?;
+        let chunks = futures::stream::try_unfold(Some(first), |state| async move {
+            let Some(mut reading) = state else {
+                return Ok(None);
+            };
+            let chunk = match reading.chunk.take() {
+                Some(chunk) => chunk,
+                None if reading.remaining == 0 => return Ok(None),
+                None => {
+                    reading = tokio::task::spawn_blocking(move || reading.next())
+                        .await
+                        .map_err(std::io::Error::other)??;
+                    reading.chunk.take().expect("a read chunk")
+                }
+            };
+            let more = reading.remaining > 0;
+            Ok(Some((chunk, more.then_some(reading))))
+        });
+        Ok((Box::pin(chunks), length))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

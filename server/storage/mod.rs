@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use tokio::io::AsyncRead;
 
@@ -25,6 +26,14 @@ pub use s3::{S3Options, S3Store};
 
 /// A stream over a stored blob.
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A blob's bytes as chunks, ready to be a response body.
+pub type BlobStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Bytes per chunk when a blob is streamed: memory per download is bounded by this whatever the
+/// file's size, and a single-frame CT or MR instance (512×512×16 bits and its header, just over
+/// 512 KiB) is one chunk, so one blocking-pool read on the folder store.
+pub const STREAM_CHUNK: usize = 1024 * 1024;
 
 /// One blob as a listing shows it.
 #[derive(Debug, Clone)]
@@ -76,6 +85,18 @@ pub trait BlobStore: Send + Sync {
         key: &str,
         range: Option<Range<u64>>,
     ) -> Result<(BlobReader, u64), StorageError>;
+    /// Opens a stored blob as a stream of chunks for a response, with the length it yields
+    /// (`range` as for `get`). Stores override it to hand over chunks without an extra copy or
+    /// hop: the default reads `get` in `STREAM_CHUNK` pieces.
+    async fn stream(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobStream, u64), StorageError> {
+        let (reader, length) = self.get(key, range).await?;
+        let chunks = tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK);
+        Ok((Box::pin(chunks), length))
+    }
     /// Opens a whole blob as the store holds it, for an integrity check that hashes every
     /// byte itself: unlike `get`, S3's own checksum is not checked on the way, since a mismatch
     /// there would end the stream before the caller's hash has seen it all.

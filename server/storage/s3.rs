@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncry
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures::StreamExt;
 
-use super::{BlobPages, BlobReader, BlobStore, ListedBlob, QUARANTINE, StorageError};
+use super::{BlobPages, BlobReader, BlobStore, BlobStream, ListedBlob, QUARANTINE, StorageError};
 
 /// S3 settings beyond the URL.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +84,7 @@ impl S3Store {
         key: &str,
         range: Option<Range<u64>>,
         verify_checksum: bool,
-    ) -> Result<(BlobReader, u64), StorageError> {
+    ) -> Result<(ByteStream, u64), StorageError> {
         let mut request = self
             .client
             .get_object()
@@ -106,7 +106,7 @@ impl S3Store {
                 _ => s3_error(e),
             })?;
         let size = output.content_length().unwrap_or(0).max(0) as u64;
-        Ok((Box::pin(output.body.into_async_read()), size))
+        Ok((output.body, size))
     }
 
     fn sse(&self) -> Option<ServerSideEncryption> {
@@ -244,11 +244,27 @@ impl BlobStore for S3Store {
         key: &str,
         range: Option<Range<u64>>,
     ) -> Result<(BlobReader, u64), StorageError> {
-        self.get_object(key, range, true).await
+        let (body, size) = self.get_object(key, range, true).await?;
+        Ok((Box::pin(body.into_async_read()), size))
     }
 
     async fn get_unverified(&self, key: &str) -> Result<(BlobReader, u64), StorageError> {
-        self.get_object(key, None, false).await
+        let (body, size) = self.get_object(key, None, false).await?;
+        Ok((Box::pin(body.into_async_read()), size))
+    }
+
+    async fn stream(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<(BlobStream, u64), StorageError> {
+        let (body, length) = self.get_object(key, range, true).await?;
+        // The HTTP client's own chunks, handed on as they arrive: no copy into a read buffer.
+        let chunks = futures::stream::unfold(body, |mut body| async move {
+            let chunk = body.next().await?;
+            Some((chunk.map_err(std::io::Error::other), body))
+        });
+        Ok((Box::pin(chunks), length))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
