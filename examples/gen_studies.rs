@@ -1,6 +1,6 @@
-//! Writes synthetic CT studies for benchmarks: `gen_studies OUT_DIR COUNT [STUDIES] [SIZE]`.
+//! Writes synthetic CT studies for benchmarks: `gen_studies OUT_DIR COUNT [STUDIES] [SIZE] [SEED]`.
 //! SIZE×SIZE (default 512) 16-bit slices in Explicit VR Little Endian, the same generator the
-//! tests use.
+//! tests use. Different SEEDs (default 5000) give different UIDs.
 
 #[path = "../tests/common/dicomgen.rs"]
 #[allow(dead_code)]
@@ -11,7 +11,7 @@ use dicomgen::{Depth, Spec};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: gen_studies OUT_DIR COUNT [STUDIES] [SIZE]");
+        eprintln!("usage: gen_studies OUT_DIR COUNT [STUDIES] [SIZE] [SEED]");
         std::process::exit(2);
     }
     let out = std::path::PathBuf::from(&args[1]);
@@ -24,11 +24,15 @@ fn main() {
         .get(4)
         .map(|s| s.parse().expect("SIZE is a number"))
         .unwrap_or(512);
+    let seed: u64 = args
+        .get(5)
+        .map(|s| s.parse().expect("SEED is a number"))
+        .unwrap_or(5000);
     let mut bytes = 0u64;
     let mut written = 0u32;
     for study in 0..studies {
         let n = count / studies + u32::from(study < count % studies);
-        let mut spec = Spec::new(5000 + u64::from(study));
+        let mut spec = Spec::new(seed + u64::from(study));
         spec.series.clear();
         spec.add_series("CT", n, size, size, 1, Depth::U12);
         for instance in spec

@@ -1,17 +1,28 @@
 //! A real S3 API server (s3s-fs) on 127.0.0.1 for benchmarks, as the tests use in-process.
-//! Prints `endpoint=http://127.0.0.1:PORT root=DIR` and serves until killed.
+//! Prints `endpoint=http://127.0.0.1:PORT root=DIR` and serves until killed. On SIGUSR1 it
+//! goes away for two seconds (listener and open connections closed) and comes back on the same
+//! port with the same objects: the "S3 restarted" fault of `bench/faults`.
 
 #[path = "../tests/common/s3.rs"]
 #[allow(dead_code)]
 mod s3;
 
+use tokio::signal::unix::{SignalKind, signal};
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let server = s3::S3Server::start();
+    let mut server = s3::S3Server::start();
     println!(
         "endpoint={} root={}",
         server.endpoint(),
         server.root().display()
     );
-    std::future::pending::<()>().await;
+    let mut outages = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+    while outages.recv().await.is_some() {
+        server.stop().await;
+        eprintln!("s3_server: down");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        server.restart();
+        eprintln!("s3_server: up again");
+    }
 }
