@@ -108,6 +108,9 @@ pub struct Settings {
     /// Seconds an HTTP(S) client has to send a request's headers, and the longest a kept-alive
     /// connection may sit idle between two requests.
     pub http_header_timeout_secs: u64,
+    /// Seconds a request body (an upload) may stop arriving before the request is given up
+    /// with 408 and the connection closed.
+    pub http_body_timeout_secs: u64,
     /// Seconds without a new instance after which a patient, study or series is stable.
     pub stable_age_secs: u64,
     /// Seconds between retries of blob removals that failed (a bucket that was away, say).
@@ -161,6 +164,7 @@ impl Default for Settings {
             http_redirect_listen: String::new(),
             max_upload_mib: 2048,
             http_header_timeout_secs: 30,
+            http_body_timeout_secs: 60,
             stable_age_secs: 60,
             blob_sweep_secs: 60,
             render_cache_mb: 64,
@@ -269,6 +273,7 @@ impl Settings {
             ("dicom_timeout_secs", self.dicom_timeout_secs),
             ("dicom_artim_secs", self.dicom_artim_secs),
             ("http_header_timeout_secs", self.http_header_timeout_secs),
+            ("http_body_timeout_secs", self.http_body_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Value {

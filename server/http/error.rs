@@ -57,6 +57,21 @@ impl ApiError {
         }
     }
 
+    /// A request body that could not be read to its end: 408 when the client stopped sending
+    /// (`http_body_timeout_secs`), 400 otherwise. Logged: the client sees only the answer.
+    pub fn body_read(error: &std::io::Error) -> Self {
+        tracing::warn!(error = %error, "reading a request body failed");
+        if error.kind() == std::io::ErrorKind::TimedOut {
+            ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "timeout",
+                message: "the request body stopped arriving".into(),
+            }
+        } else {
+            ApiError::bad_request(format!("reading the upload failed: {error}"))
+        }
+    }
+
     pub fn payload_too_large(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::PAYLOAD_TOO_LARGE,

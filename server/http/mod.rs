@@ -16,7 +16,7 @@ mod web;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
@@ -133,7 +133,13 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
+    let body_timeout = Duration::from_secs(state.settings.http_body_timeout_secs);
     headers::add(router, https)
+        // Between two pieces of a request body, not over the whole: a slow upload is fine, one
+        // that stops is cut (header and idle timeouts are the connection's, in `serve`).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .layer(compression())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

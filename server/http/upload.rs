@@ -27,13 +27,13 @@ pub async fn upload(
     if declared.is_some_and(|length| length > max_size) {
         return Err(too_large(max_size));
     }
-    let mut reader = StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let mut reader = StreamReader::new(body.into_data_stream().map_err(body_error));
     let mut head = Vec::with_capacity(132);
     (&mut reader)
         .take(132)
         .read_to_end(&mut head)
         .await
-        .map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
+        .map_err(|e| ApiError::body_read(&e))?;
     match sniff(&head) {
         Kind::Part10 => {
             let received = state
@@ -60,7 +60,7 @@ pub async fn upload(
             file.write_all(&head).await.map_err(ApiError::internal)?;
             let copied = tokio::io::copy(&mut (&mut reader).take(max_size + 1), &mut file)
                 .await
-                .map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
+                .map_err(|e| ApiError::body_read(&e))?;
             if copied + head.len() as u64 > max_size {
                 return Err(too_large(max_size));
             }
@@ -115,12 +115,25 @@ fn too_large(max_size: u64) -> ApiError {
     ))
 }
 
+/// A body error as I/O: `TimedOut` when the body timeout (a layer of the router) fired.
+fn body_error(error: axum::Error) -> std::io::Error {
+    let inner = error.into_inner();
+    if inner.is::<tower_http::timeout::TimeoutError>() {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the request body stopped arriving",
+        )
+    } else {
+        std::io::Error::other(inner)
+    }
+}
+
 /// The sender's faults are 4xx with the reason; ours are 5xx with the cause logged.
 fn ingest_error(error: IngestError, max_size: u64) -> ApiError {
     match error {
         IngestError::Invalid(e) => ApiError::bad_request(format!("not a valid DICOM file: {e}")),
         IngestError::TooLarge(_) => too_large(max_size),
-        IngestError::Upload(e) => ApiError::bad_request(format!("reading the upload failed: {e}")),
+        IngestError::Upload(e) => ApiError::body_read(&e),
         IngestError::Index(e) => ApiError::index(e),
         IngestError::Storage(e) => ApiError::unavailable("blob store", e),
         IngestError::Spool(e) => ApiError::internal(e),

@@ -1,7 +1,8 @@
 //! Clients that are silent, slow or many: idle DICOM connections hold no association slot and
 //! are closed by the ARTIM timer, every association of a burst is accepted or rejected (never
-//! dropped without a word), and HTTP clients that trickle their request headers or sit idle on
-//! a kept-alive connection are disconnected. One server for all, the steps one after another.
+//! dropped without a word), HTTP clients that trickle their request headers or sit idle on a
+//! kept-alive connection are disconnected, and an upload whose body stops arriving gets 408
+//! while a slow but steady one is stored. One server for all, the steps one after another.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -15,6 +16,7 @@ use crate::support::Contexts;
 
 const ARTIM_SECS: u64 = 2;
 const HEADER_TIMEOUT_SECS: u64 = 2;
+const BODY_TIMEOUT_SECS: u64 = 2;
 /// Generous: the point is "closed within seconds" against "never".
 const CLOSED_WITHIN: Duration = Duration::from_secs(12);
 
@@ -25,11 +27,13 @@ async fn silent_slow_and_many_clients_are_bounded() {
     }
     let site = Site::configured(&format!(
         "max_associations = 2\ndicom_artim_secs = {ARTIM_SECS}\n\
-         http_header_timeout_secs = {HEADER_TIMEOUT_SECS}\n"
+         http_header_timeout_secs = {HEADER_TIMEOUT_SECS}\n\
+         http_body_timeout_secs = {BODY_TIMEOUT_SECS}\n"
     ));
     idle_sockets_hold_no_slot(&site).await;
     a_burst_is_answered_every_one(&site).await;
     slow_http_clients_are_cut_off(&site).await;
+    stalled_uploads_are_cut_off(&site).await;
     site.assert_serves().await;
 }
 
@@ -150,6 +154,54 @@ async fn slow_http_clients_are_cut_off(site: &Site) {
         "slow clients cut off after {:?}",
         started.elapsed()
     );
+}
+
+/// An upload that stops mid-body gets 408 and its connection closed; one that arrives slowly,
+/// in pieces further apart than nothing but always within the body timeout, is stored.
+async fn stalled_uploads_are_cut_off(site: &Site) {
+    let port = site.server.http_port;
+    let file = std::fs::read(site.one().path).unwrap();
+    let started = Instant::now();
+    blocking(move || {
+        let request = |socket: &mut TcpStream| {
+            let head = format!(
+                "POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Content-Type: application/dicom\r\nContent-Length: {}\r\n\r\n",
+                file.len()
+            );
+            socket.write_all(head.as_bytes()).unwrap();
+        };
+        let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        request(&mut stalled);
+        stalled.write_all(&file[..file.len() / 2]).unwrap();
+        assert_closed_by_server(stalled, b"HTTP/1.1 408");
+
+        // Four pieces, each after a pause of half the body timeout: longer than the timeout in
+        // all, never silent for as long.
+        let mut steady = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        request(&mut steady);
+        for piece in file.chunks(file.len().div_ceil(4)) {
+            std::thread::sleep(Duration::from_millis(BODY_TIMEOUT_SECS * 500));
+            steady.write_all(piece).unwrap();
+        }
+        steady.set_read_timeout(Some(CLOSED_WITHIN)).unwrap();
+        let mut answer = [0u8; 12];
+        steady.read_exact(&mut answer).unwrap();
+        assert_eq!(
+            &answer,
+            b"HTTP/1.1 200",
+            "a slow, steady upload: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    })
+    .await;
+    assert!(
+        started.elapsed() < 2 * CLOSED_WITHIN,
+        "stalled upload cut off after {:?}",
+        started.elapsed()
+    );
+    site.expect_log(&["reading a request body failed", "stopped arriving"])
+        .await;
 }
 
 /// Reads until the server closes the connection (within [`CLOSED_WITHIN`]); what was read must
