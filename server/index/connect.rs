@@ -56,6 +56,17 @@ impl Backend {
         }
     }
 
+    /// The names of the admins, locked to the end of the transaction on PostgreSQL (see
+    /// `Index::remove_user`); SQLite's write transaction locks the whole database already.
+    pub(super) fn lock_admins(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT name FROM users WHERE role = 'admin' ORDER BY name",
+            Backend::Postgres => {
+                "SELECT name FROM users WHERE role = 'admin' ORDER BY name FOR UPDATE"
+            }
+        }
+    }
+
     /// `options` for a pool whose connections run write transactions: a connection goes back
     /// to the pool only if sqlx counts no transaction open on it; otherwise it is closed and
     /// the pool opens a fresh one.

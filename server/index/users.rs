@@ -126,23 +126,35 @@ impl Index {
         Ok(())
     }
 
-    /// Removes a user with their tokens and sessions, unless they are the last admin. One
-    /// statement, so that the check and the deletion cannot be separated by another writer.
+    /// Removes a user with their tokens and sessions, unless they are the last admin.
+    ///
+    /// One conditional DELETE is not enough on PostgreSQL: under READ COMMITTED two of them,
+    /// removing two different admins, both count two admins and both delete. So the admin
+    /// rows are locked first (`FOR UPDATE`, in name order so that two removals cannot
+    /// deadlock); the second removal waits for the first to commit, then no longer sees the
+    /// admin it removed. On SQLite the write transaction holds the database's only write lock.
     pub async fn remove_user(&self, name: &str) -> Result<(), UserChangeError> {
-        let done = sqlx::query(
-            "DELETE FROM users WHERE name = $1
-             AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)",
-        )
-        .bind(name)
-        .execute(&self.writer)
-        .await?;
-        if done.rows_affected() > 0 {
-            return Ok(());
+        let mut tx = self.writer.begin_with(self.backend.begin_write()).await?;
+        let admins: Vec<String> = sqlx::query_scalar(self.backend.lock_admins())
+            .fetch_all(&mut *tx)
+            .await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match role.as_deref() {
+            None => return Err(UserChangeError::Unknown(name.into())),
+            Some("admin") if !admins.iter().any(|admin| admin != name) => {
+                return Err(UserChangeError::LastAdmin(name.into()));
+            }
+            Some(_) => {}
         }
-        match self.user(name).await? {
-            None => Err(UserChangeError::Unknown(name.into())),
-            Some(_) => Err(UserChangeError::LastAdmin(name.into())),
-        }
+        sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records an API token (by its hash) for a user.
