@@ -157,6 +157,51 @@ impl Index {
         Ok(())
     }
 
+    /// When the `limit`-th most recent failed sign-in of `client` since `since_ms` (Unix
+    /// milliseconds) happened: the client is blocked until it leaves the window.
+    pub async fn sign_in_block(
+        &self,
+        client: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Option<i64>, IndexError> {
+        let at = sqlx::query_scalar(
+            "SELECT at_ms FROM sign_in_failures WHERE client = $1 AND at_ms > $2
+             ORDER BY at_ms DESC LIMIT 1 OFFSET $3",
+        )
+        .bind(client)
+        .bind(since_ms)
+        .bind(i64::from(limit.max(1)) - 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at)
+    }
+
+    /// Records a failed sign-in of `client` at `at_ms`, then prunes every failure at or before
+    /// `prune_ms`, which no window reaches any more.
+    pub async fn add_sign_in_failure(
+        &self,
+        client: &str,
+        at_ms: i64,
+        prune_ms: i64,
+    ) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO sign_in_failures (client, at_ms) VALUES ($1, $2)")
+            .bind(client)
+            .bind(at_ms)
+            .execute(&self.writer)
+            .await?;
+        // Best effort: two servers pruning at once may deadlock on PostgreSQL, and a row left
+        // behind is outside every window anyway; the next failure prunes it.
+        if let Err(e) = sqlx::query("DELETE FROM sign_in_failures WHERE at_ms <= $1")
+            .bind(prune_ms)
+            .execute(&self.writer)
+            .await
+        {
+            tracing::debug!(error = %e, "pruning old failed sign-ins failed");
+        }
+        Ok(())
+    }
+
     /// Records an API token (by its hash) for a user.
     pub async fn add_token(
         &self,
