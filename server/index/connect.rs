@@ -155,8 +155,12 @@ impl Index {
         }
     }
 
-    /// Applies pending migrations. Safe to run from several servers at once: sqlx takes a
-    /// database lock around them.
+    /// Applies pending migrations. Safe to run from several servers at once: `run` takes one
+    /// connection from the pool and holds it throughout, and on PostgreSQL sqlx takes a
+    /// session advisory lock on it before it even creates `_sqlx_migrations`, so a second
+    /// server waits, then finds every migration applied (without the lock, two servers starting
+    /// together both ran migration 1 and one failed; `tests/auth/replicas.rs`). On SQLite
+    /// each migration's transaction takes the write lock.
     pub async fn migrate(&self) -> Result<(), IndexError> {
         self.backend.migrator().run(&self.writer).await?;
         Ok(())
