@@ -107,7 +107,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("index.db").display());
         let index = Index::open(&url).await.unwrap();
-        let window = Duration::from_millis(600);
+        // Long enough for five fsynced writes on a loaded machine.
+        let window = Duration::from_millis(1500);
         let limiter = FailureLimiter::new(index.clone(), 3, window);
         // A second server on the same index counts the same failures.
         let other_server = FailureLimiter::new(index, 3, window);
