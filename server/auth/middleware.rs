@@ -175,18 +175,29 @@ impl Auth {
             presented,
             Credentials::Basic { .. } | Credentials::Bearer(_) | Credentials::Malformed
         );
-        if guessable && let Some(wait) = self.blocked(client) {
-            return Err(refuse(too_many(wait), false, None));
-        }
+        let too_many_failures = |wait| refuse(too_many(wait), false, None);
+        // For credentials that could be guessed, whether the client is blocked is read with
+        // the user or token (two round trips at once, not one after the other), and decided
+        // before any password is checked.
         let found = match presented {
             Credentials::None => {
                 return Err(refuse(unauthorized("credentials required"), false, None));
             }
-            Credentials::Malformed => None,
+            Credentials::Malformed => {
+                if let Some(wait) = self.blocked(client).await.map_err(index_down)? {
+                    return Err(too_many_failures(wait));
+                }
+                None
+            }
             Credentials::Basic { user, password } => {
-                match self.check_password(&user, &password).await {
-                    Ok(Some(found)) => Some((found, Via::Basic)),
-                    Ok(None) => {
+                let (block, found) = tokio::join!(self.blocked(client), self.index().user(&user));
+                if let Some(wait) = block.map_err(index_down)? {
+                    return Err(too_many_failures(wait));
+                }
+                let found = found.map_err(index_down)?;
+                match self.verify_password(found, &user, &password).await {
+                    Some(found) => Some((found, Via::Basic)),
+                    None => {
                         self.failed(client).await;
                         return Err(refuse(
                             unauthorized("wrong user or password"),
@@ -194,13 +205,16 @@ impl Auth {
                             Some(user),
                         ));
                     }
-                    Err(e) => return Err(index_down(e)),
                 }
             }
             Credentials::Bearer(token) => {
                 let hash = sha256_hex(&token);
-                let found = self.index().token_user(&hash).await.map_err(index_down)?;
-                found.map(|(user, last_used)| {
+                let (block, found) =
+                    tokio::join!(self.blocked(client), self.index().token_user(&hash));
+                if let Some(wait) = block.map_err(index_down)? {
+                    return Err(too_many_failures(wait));
+                }
+                found.map_err(index_down)?.map(|(user, last_used)| {
                     self.note_token_use(hash, last_used);
                     (user, Via::Token)
                 })

@@ -127,6 +127,7 @@ impl Auth {
         let auth = Auth {
             verified: VerifiedCache::new(),
             limiter: FailureLimiter::new(
+                index.clone(),
                 settings.auth_fail_limit,
                 Duration::from_secs(settings.auth_fail_window_secs),
             ),
@@ -200,33 +201,45 @@ impl Auth {
         Ok(exist)
     }
 
-    /// How long a client must wait before its next sign-in, when it failed too often.
-    pub fn blocked(&self, client: ClientAddr) -> Option<Duration> {
-        client.0.and_then(|ip| self.limiter.blocked(ip))
+    /// How long a client must wait before its next sign-in, when it failed too often. Asks the
+    /// index (every server counts the same failures); when it cannot, the caller refuses the
+    /// sign-in (503) rather than let it go uncounted.
+    pub async fn blocked(&self, client: ClientAddr) -> Result<Option<Duration>, IndexError> {
+        match client.0 {
+            Some(ip) => self.limiter.blocked(ip).await,
+            None => Ok(None),
+        }
     }
 
     /// Counts a failed sign-in and waits the failure delay.
     pub async fn failed(&self, client: ClientAddr) {
-        if let Some(ip) = client.0 {
-            self.limiter.failed(ip);
+        if let Some(ip) = client.0
+            && let Err(e) = self.limiter.failed(ip).await
+        {
+            // The answer is a 401 all the same; while the index stays down, `blocked` fails
+            // and further sign-ins are refused.
+            tracing::warn!(error = %e, client = %ip, "cannot record a failed sign-in");
         }
         tokio::time::sleep(self.fail_delay).await;
     }
 
-    /// The user with this name and password, if they match. Argon2 runs on a blocking thread,
-    /// and only when this password was not verified for this stored hash lately.
-    pub async fn check_password(
+    /// Whether `password` is that of `found`, the user looked up by `name` (`None`: no such
+    /// user, checked against a dummy hash all the same so that the time tells nothing).
+    /// Argon2 runs on a blocking thread, and only when this password was not verified for
+    /// this stored hash lately.
+    pub async fn verify_password(
         &self,
+        found: Option<User>,
         name: &str,
         password: &str,
-    ) -> Result<Option<User>, IndexError> {
-        let Some(user) = self.index.user(name).await? else {
+    ) -> Option<User> {
+        let Some(user) = found else {
             let password = password.to_string();
             let _ = spawn_blocking(move || passwords::verify_nobody(&password)).await;
-            return Ok(None);
+            return None;
         };
         if self.verified.holds(name, password, &user.password_hash) {
-            return Ok(Some(user));
+            return Some(user);
         }
         let matches = {
             let (password, hash) = (password.to_string(), user.password_hash.clone());
@@ -235,10 +248,10 @@ impl Auth {
                 .unwrap_or(false)
         };
         if !matches {
-            return Ok(None);
+            return None;
         }
         self.verified.insert(name, password, &user.password_hash);
-        Ok(Some(user))
+        Some(user)
     }
 
     /// Forgets what this process remembers of a user (after a change of password or removal).

@@ -44,20 +44,21 @@ pub async fn login(state: AppState, client: ClientAddr, body: Value) -> Response
         return ApiError::bad_request("Username and Password are required").into_response();
     };
     let attempted = AuditUser(name.to_string());
-    if let Some(wait) = auth.blocked(client) {
-        let mut response = crate::auth::middleware::too_many(wait);
-        response.extensions_mut().insert(attempted);
-        return response;
-    }
-    let user = match auth.check_password(name, password).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            auth.failed(client).await;
-            let mut response = ApiError::unauthorized("wrong user or password").into_response();
+    let (block, found) = tokio::join!(auth.blocked(client), auth.index().user(name));
+    let found = match (block, found) {
+        (Ok(Some(wait)), _) => {
+            let mut response = crate::auth::middleware::too_many(wait);
             response.extensions_mut().insert(attempted);
             return response;
         }
-        Err(e) => return ApiError::index(e).into_response(),
+        (Ok(None), Ok(found)) => found,
+        (Err(e), _) | (_, Err(e)) => return ApiError::index(e).into_response(),
+    };
+    let Some(user) = auth.verify_password(found, name, password).await else {
+        auth.failed(client).await;
+        let mut response = ApiError::unauthorized("wrong user or password").into_response();
+        response.extensions_mut().insert(attempted);
+        return response;
     };
     let (id, csrf) = (random_secret(), random_secret());
     let ttl = auth.session_ttl().as_secs();

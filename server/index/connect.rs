@@ -56,6 +56,17 @@ impl Backend {
         }
     }
 
+    /// The names of the admins, locked to the end of the transaction on PostgreSQL (see
+    /// `Index::remove_user`); SQLite's write transaction locks the whole database already.
+    pub(super) fn lock_admins(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT name FROM users WHERE role = 'admin' ORDER BY name",
+            Backend::Postgres => {
+                "SELECT name FROM users WHERE role = 'admin' ORDER BY name FOR UPDATE"
+            }
+        }
+    }
+
     /// `options` for a pool whose connections run write transactions: a connection goes back
     /// to the pool only if sqlx counts no transaction open on it; otherwise it is closed and
     /// the pool opens a fresh one.
@@ -144,8 +155,12 @@ impl Index {
         }
     }
 
-    /// Applies pending migrations. Safe to run from several servers at once: sqlx takes a
-    /// database lock around them.
+    /// Applies pending migrations. Safe to run from several servers at once: `run` takes one
+    /// connection from the pool and holds it throughout, and on PostgreSQL sqlx takes a
+    /// session advisory lock on it before it even creates `_sqlx_migrations`, so a second
+    /// server waits, then finds every migration applied (without the lock, two servers starting
+    /// together both ran migration 1 and one failed; `tests/auth/replicas.rs`). On SQLite
+    /// each migration's transaction takes the write lock.
     pub async fn migrate(&self) -> Result<(), IndexError> {
         self.backend.migrator().run(&self.writer).await?;
         Ok(())

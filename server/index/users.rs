@@ -126,23 +126,80 @@ impl Index {
         Ok(())
     }
 
-    /// Removes a user with their tokens and sessions, unless they are the last admin. One
-    /// statement, so that the check and the deletion cannot be separated by another writer.
+    /// Removes a user with their tokens and sessions, unless they are the last admin.
+    ///
+    /// One conditional DELETE is not enough on PostgreSQL: under READ COMMITTED two of them,
+    /// removing two different admins, both count two admins and both delete. So the admin
+    /// rows are locked first (`FOR UPDATE`, in name order so that two removals cannot
+    /// deadlock); the second removal waits for the first to commit, then no longer sees the
+    /// admin it removed. On SQLite the write transaction holds the database's only write lock.
     pub async fn remove_user(&self, name: &str) -> Result<(), UserChangeError> {
-        let done = sqlx::query(
-            "DELETE FROM users WHERE name = $1
-             AND (role <> 'admin' OR (SELECT COUNT(*) FROM users WHERE role = 'admin') > 1)",
+        let mut tx = self.writer.begin_with(self.backend.begin_write()).await?;
+        let admins: Vec<String> = sqlx::query_scalar(self.backend.lock_admins())
+            .fetch_all(&mut *tx)
+            .await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match role.as_deref() {
+            None => return Err(UserChangeError::Unknown(name.into())),
+            Some("admin") if !admins.iter().any(|admin| admin != name) => {
+                return Err(UserChangeError::LastAdmin(name.into()));
+            }
+            Some(_) => {}
+        }
+        sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When the `limit`-th most recent failed sign-in of `client` since `since_ms` (Unix
+    /// milliseconds) happened: the client is blocked until it leaves the window.
+    pub async fn sign_in_block(
+        &self,
+        client: &str,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Option<i64>, IndexError> {
+        let at = sqlx::query_scalar(
+            "SELECT at_ms FROM sign_in_failures WHERE client = $1 AND at_ms > $2
+             ORDER BY at_ms DESC LIMIT 1 OFFSET $3",
         )
-        .bind(name)
-        .execute(&self.writer)
+        .bind(client)
+        .bind(since_ms)
+        .bind(i64::from(limit.max(1)) - 1)
+        .fetch_optional(&self.pool)
         .await?;
-        if done.rows_affected() > 0 {
-            return Ok(());
+        Ok(at)
+    }
+
+    /// Records a failed sign-in of `client` at `at_ms`, then prunes every failure at or before
+    /// `prune_ms`, which no window reaches any more.
+    pub async fn add_sign_in_failure(
+        &self,
+        client: &str,
+        at_ms: i64,
+        prune_ms: i64,
+    ) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO sign_in_failures (client, at_ms) VALUES ($1, $2)")
+            .bind(client)
+            .bind(at_ms)
+            .execute(&self.writer)
+            .await?;
+        // Best effort: two servers pruning at once may deadlock on PostgreSQL, and a row left
+        // behind is outside every window anyway; the next failure prunes it.
+        if let Err(e) = sqlx::query("DELETE FROM sign_in_failures WHERE at_ms <= $1")
+            .bind(prune_ms)
+            .execute(&self.writer)
+            .await
+        {
+            tracing::debug!(error = %e, "pruning old failed sign-ins failed");
         }
-        match self.user(name).await? {
-            None => Err(UserChangeError::Unknown(name.into())),
-            Some(_) => Err(UserChangeError::LastAdmin(name.into())),
-        }
+        Ok(())
     }
 
     /// Records an API token (by its hash) for a user.

@@ -5,7 +5,9 @@
 //!   the UI's cookie with CSRF, roles, `/users`, the audit trail, the user commands, and last
 //!   the limit on failed sign-ins; on SQLite + folder and on PostgreSQL;
 //! - [`public`] — a server on a non-loopback address with no user creates an admin with a
-//!   random password printed once.
+//!   random password printed once;
+//! - [`replicas`] — two servers on one PostgreSQL database: started at once on an empty
+//!   database, removing admins at once, failed sign-ins spread over both.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,6 +18,7 @@ mod support;
 mod cli;
 mod flow;
 mod public;
+mod replicas;
 
 use common::pg::PgCluster;
 
@@ -39,4 +42,13 @@ async fn postgres_users_roles_sessions_and_audit() {
 async fn a_public_listener_never_runs_open() {
     let work = tempfile::tempdir().unwrap();
     public::run(work.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_replicas_share_migrations_limits_and_the_last_admin() {
+    let Some(pg) = tokio::task::block_in_place(PgCluster::start) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    replicas::run(&pg, work.path()).await;
 }
