@@ -178,8 +178,20 @@ impl Site {
 
     /// (SOP Instance UID, blob key) of every indexed instance.
     pub async fn rows(&self) -> BTreeMap<String, String> {
+        self.pairs("SELECT sop_instance_uid, blob_key FROM instances")
+            .await
+    }
+
+    /// (SOP Instance UID, instance ID) of every indexed instance.
+    pub async fn instance_ids(&self) -> BTreeMap<String, String> {
+        self.pairs("SELECT sop_instance_uid, id FROM instances")
+            .await
+    }
+
+    /// The two text columns of every row of `sql`, as a map.
+    async fn pairs(&self, sql: &'static str) -> BTreeMap<String, String> {
         let pool = self.pool().await;
-        let rows = sqlx::query("SELECT sop_instance_uid, blob_key FROM instances")
+        let pairs = sqlx::query(sql)
             .fetch_all(&pool)
             .await
             .unwrap()
@@ -187,7 +199,7 @@ impl Site {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         pool.close().await;
-        rows
+        pairs
     }
 
     pub fn blob_path(&self, key: &str) -> PathBuf {

@@ -5,12 +5,9 @@
 //! consistent, the server still serves what was intact and takes the two instances again.
 //! Blobs and spool files younger than the grace period are neither reported nor removed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, SystemTime};
-
-use sqlx::Row;
 
 use crate::common::dcmtk;
 use crate::common::s3::{self, S3Server};
@@ -137,7 +134,7 @@ async fn find_and_repair(site: &Site, store: &Store<'_>) {
     let rows = site.rows().await;
     assert_eq!(rows.len(), 4, "every instance indexed");
     let key = |n: usize| rows[&sent[n].sop_instance_uid].clone();
-    let ids = instance_ids(site).await;
+    let ids = site.instance_ids().await;
     let id = |n: usize| ids[&sent[n].sop_instance_uid].clone();
     let (missing, corrupt) = (key(0), key(1));
 
@@ -314,20 +311,6 @@ fn spool_file(site: &Site, name: &str, age: Duration) -> PathBuf {
     std::fs::write(&path, b"half an instance").unwrap();
     set_age(&path, age);
     path
-}
-
-/// SOP Instance UID → instance ID, of every indexed instance.
-async fn instance_ids(site: &Site) -> BTreeMap<String, String> {
-    let pool = site.pool().await;
-    let ids = sqlx::query("SELECT sop_instance_uid, id FROM instances")
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    pool.close().await;
-    ids
 }
 
 async fn download(site: &Site, id: &str) -> Vec<u8> {
