@@ -4,7 +4,7 @@
 //! memory holds a few chunks whatever the study's size.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -82,7 +82,6 @@ fn write_zip(
     // round trip that would otherwise leave the response idle between files.
     let mut opening = VecDeque::new();
     let mut upcoming = entries.iter();
-    let mut buffer = vec![0u8; CHUNK];
     loop {
         while opening.len() < PREFETCH
             && let Some(entry) = upcoming.next()
@@ -106,17 +105,10 @@ fn write_zip(
             .large_file(entry.size >= u64::from(u32::MAX));
         zip.start_file(entry.path.as_str(), options)
             .map_err(io::Error::other)?;
-        let mut reader = SyncIoBridge::new_with_handle(reader, runtime.clone());
-        // `io::copy`'s 8 KiB reads would each be a blocking-pool hop on a folder blob.
-        loop {
-            let read = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            zip.write_all(&buffer[..read])?;
-        }
+        // In CHUNK reads: `io::copy`'s own 8 KiB would each be a blocking-pool hop on a folder
+        // blob (`io::copy` reads through a `BufReader`'s buffer).
+        let reader = SyncIoBridge::new_with_handle(reader, runtime.clone());
+        io::copy(&mut io::BufReader::with_capacity(CHUNK, reader), &mut zip)?;
     }
     let mut sink = zip.finish().map_err(io::Error::other)?.into_inner();
     sink.flush()
