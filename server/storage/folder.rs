@@ -254,22 +254,17 @@ impl BlobStore for FolderStore {
                 std::io::ErrorKind::NotFound => StorageError::NotFound(key.into()),
                 _ => e.into(),
             })?;
-        let chunks = futures::stream::try_unfold(Some(first), |state| async move {
-            let Some(mut reading) = state else {
-                return Ok(None);
-            };
-            let chunk = match reading.chunk.take() {
-                Some(chunk) => chunk,
-                None if reading.remaining == 0 => return Ok(None),
-                None => {
-                    reading = tokio::task::spawn_blocking(move || reading.next())
-                        .await
-                        .map_err(std::io::Error::other)??;
-                    reading.chunk.take().expect("a read chunk")
+        let chunks = futures::stream::try_unfold(first, |mut reading| async move {
+            if reading.chunk.is_none() {
+                if reading.remaining == 0 {
+                    return Ok(None);
                 }
-            };
-            let more = reading.remaining > 0;
-            Ok(Some((chunk, more.then_some(reading))))
+                reading = tokio::task::spawn_blocking(move || reading.next())
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
+            let chunk = reading.chunk.take().expect("a read chunk");
+            Ok(Some((chunk, reading)))
         });
         Ok((Box::pin(chunks), length))
     }
