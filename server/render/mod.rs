@@ -171,17 +171,9 @@ impl Renderer {
             source => source,
         };
         let params = params.clone();
-        let image = tokio::task::spawn_blocking(move || {
-            let image = draw(header, source, frame, &params)?;
-            let size = encode::fit(
-                (image.width(), image.height()),
-                params.box_width,
-                params.box_height,
-            );
-            encode::encode(image, size, params.smooth, params.format, params.quality)
-        })
-        .await
-        .map_err(joined)??;
+        let image = tokio::task::spawn_blocking(move || paint(header, source, frame, &params))
+            .await
+            .map_err(joined)??;
         crate::metrics::METRICS.rendered(started.elapsed());
         let image = Bytes::from(image);
         self.cache
@@ -190,6 +182,48 @@ impl Renderer {
             .insert(key, image.clone());
         Ok(image)
     }
+}
+
+/// Decodes, resizes and encodes frame `frame`, whose bytes are in `source`.
+fn paint(
+    header: frame::Header,
+    source: FrameSource,
+    frame: u32,
+    params: &Params,
+) -> Result<Vec<u8>, RenderError> {
+    let image = draw(header, source, frame, params)?;
+    let size = encode::fit(
+        (image.width(), image.height()),
+        params.box_width,
+        params.box_height,
+    );
+    encode::encode(image, size, params.smooth, params.format, params.quality)
+}
+
+/// `Renderer::render` on a file in memory, without cache or permits: what the fuzz target
+/// runs. A decoder's panic is left to unwind, where the server turns it into a 422.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn render_file(
+    file: &[u8],
+    frame: u32,
+    params: &Params,
+) -> Result<Vec<u8>, RenderError> {
+    let (header, source) = frame::locate(file, file.len() as u64, frame)?;
+    let slice = |range: std::ops::Range<u64>| {
+        file.get(range.start as usize..range.end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                RenderError::Corrupt("the pixel data runs past the end of the file".into())
+            })
+    };
+    let source = match source {
+        FrameSource::NativeRange(range) => FrameSource::Native(slice(range)?),
+        FrameSource::FragmentRange(range) => {
+            FrameSource::Fragments(fragments::parse_items(&slice(range)?)?)
+        }
+        source => source,
+    };
+    paint(header, source, frame, params)
 }
 
 /// A blocking task that did not finish: a decoder that panicked on the data is the data's
