@@ -2,8 +2,8 @@
 //!
 //! `frame.rs` fetches one frame's bytes from the blob store without loading the whole file
 //! (`fragments.rs` finds a frame in encapsulated pixel data) and makes a one-frame object that
-//! dicom-pixeldata decodes, `color.rs` puts native color frames into RGB, `palette.rs` maps
-//! PALETTE COLOR through its lookup tables, `voi.rs` turns
+//! dicom-pixeldata decodes (`guard.rs` checks encapsulated frames first), `color.rs` puts native color
+//! frames into RGB, `palette.rs` maps PALETTE COLOR through its lookup tables, `voi.rs` turns
 //! monochrome samples into 8-bit values, `encode.rs` resizes and encodes, `cache.rs` keeps
 //! recent results. Decoding and encoding run on blocking threads, at most one
 //! render per CPU at a time, so rendering never starves DICOM ingest.
@@ -13,6 +13,7 @@ mod color;
 mod encode;
 mod fragments;
 mod frame;
+mod guard;
 mod palette;
 mod voi;
 
@@ -301,6 +302,9 @@ fn draw(
             "this server cannot decode {allocated}-bit pixel data in transfer syntax \
              {RLE_LOSSLESS} (RLE Lossless): its RLE decoder reads 8- and 16-bit samples only"
         )));
+    }
+    if let FrameSource::Fragments(fragments) = &source {
+        guard::check(header.ts.uid(), &original, fragments)?;
     }
     // dicom-pixeldata's RLE decoder calls its output RGB without converting YBR_FULL.
     let ybr_rle = header.ts.uid() == RLE_LOSSLESS && frame::photometric(&original) == "YBR_FULL";
