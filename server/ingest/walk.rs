@@ -308,7 +308,7 @@ mod tests {
     fn implicit_vr_values_must_be_whole_values_of_the_dictionary_vr() {
         let ts = entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
         let whole = implicit(tags::ROWS, &[4, 0]);
-        assert_eq!(walked(&whole, ts).unwrap(), false);
+        assert!(!walked(&whole, ts).unwrap(), "no pixel data");
         // Rows (US) of 3 bytes: dicom-parser would read one value and the next header a byte
         // early, from wherever the sender wanted.
         let odd = [implicit(tags::ROWS, &[4, 0, 0]), whole.clone()].concat();
