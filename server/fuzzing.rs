@@ -209,28 +209,30 @@ pub fn find_json(data: &[u8]) {
 }
 
 thread_local! {
-    /// A scratch file for the inspection, which reads a path (in memory where possible).
-    static SCRATCH: RefCell<Option<tempfile::TempPath>> = const { RefCell::new(None) };
+    /// A scratch file for the inspection, which reads a path: unlinked from the start (in
+    /// memory where possible) and named through /proc, so that nothing is left behind when the
+    /// fuzzer exits or aborts.
+    static SCRATCH: RefCell<Option<std::fs::File>> = const { RefCell::new(None) };
 }
 
 fn with_file<T>(bytes: &[u8], f: impl FnOnce(&Path) -> T) -> T {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
-        let path = scratch.get_or_insert_with(|| {
+        let file = scratch.get_or_insert_with(|| {
             let shm = Path::new("/dev/shm");
             let dir = if shm.is_dir() {
                 shm.to_path_buf()
             } else {
                 std::env::temp_dir()
             };
-            tempfile::Builder::new()
-                .prefix("orthweb-fuzz-")
-                .tempfile_in(dir)
-                .expect("a scratch file")
-                .into_temp_path()
+            tempfile::tempfile_in(dir).expect("a scratch file")
         });
-        std::fs::write(&**path, bytes).expect("writing the scratch file");
-        f(path)
+        file.set_len(0).expect("truncating the scratch file");
+        file.write_all_at(bytes, 0)
+            .expect("writing the scratch file");
+        f(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))
     })
 }
 
@@ -259,6 +261,35 @@ mod tests {
                 eprintln!("{}", path.display());
                 target(&std::fs::read(&path).unwrap());
             }
+        }
+    }
+
+    #[test]
+    fn the_scratch_file_is_what_the_inspection_reads() {
+        let element = |group: u16, element: u16, value: &[u8]| {
+            let mut bytes = [group.to_le_bytes(), element.to_le_bytes()].concat();
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(value);
+            bytes
+        };
+        let header = super::Part10Header {
+            sop_class_uid: super::SOP_CLASS.into(),
+            sop_instance_uid: super::SOP_INSTANCE.into(),
+            transfer_syntax_uid: "1.2.840.10008.1.2".into(),
+            source_aet: None,
+        };
+        let mut file = header.head().unwrap();
+        file.extend(element(0x0008, 0x0018, b"1.2.826.0.1.3680043.2.1143.1"));
+        file.extend(element(0x0020, 0x000D, b"1.2.3.4\0"));
+        file.extend(element(0x0020, 0x000E, b"1.2.3.5\0"));
+        for _ in 0..2 {
+            let inspected = super::with_file(&file, |path| super::inspect_file(path, None));
+            assert_eq!(inspected.unwrap().sop_instance_uid, super::SOP_INSTANCE);
+            // A shorter input after a longer one: the file is cut to it.
+            let cut = super::with_file(&file[..file.len() - 3], |path| {
+                super::inspect_file(path, None)
+            });
+            assert!(cut.is_err());
         }
     }
 
