@@ -7,6 +7,9 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dicom;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod import;

@@ -117,18 +117,12 @@ where
     }
 
     async fn on_pdv(&mut self, state: State, pdv: PDataValue) -> Result<State, AssociationError> {
-        match (state, pdv.value_type) {
+        match (state, &pdv.value_type) {
             (State::Command(mut buffer), PDataValueType::Command) => {
-                if buffer.len() + pdv.data.len() > MAX_COMMAND_SET {
-                    return Err(AssociationError::Protocol("command set too large".into()));
+                match command_fragment(&mut buffer, &pdv)? {
+                    None => Ok(State::Command(buffer)),
+                    Some(request) => self.on_command(request, pdv.presentation_context_id).await,
                 }
-                buffer.extend_from_slice(&pdv.data);
-                if !pdv.is_last {
-                    return Ok(State::Command(buffer));
-                }
-                let request =
-                    dimse::parse(&buffer).map_err(|e| AssociationError::Protocol(e.to_string()))?;
-                self.on_command(request, pdv.presentation_context_id).await
             }
             (
                 State::StoreData {
@@ -397,6 +391,24 @@ where
             .find(|pc| pc.id == id && pc.reason == PresentationContextResultReason::Acceptance)
             .map(|pc| (pc.abstract_syntax.clone(), pc.transfer_syntax.clone()))
     }
+}
+
+/// Adds a command PDV to the command set reassembled in `buffer`; once the last one is in,
+/// parses the whole command set.
+pub(crate) fn command_fragment(
+    buffer: &mut Vec<u8>,
+    pdv: &PDataValue,
+) -> Result<Option<Command>, AssociationError> {
+    if buffer.len() + pdv.data.len() > MAX_COMMAND_SET {
+        return Err(AssociationError::Protocol("command set too large".into()));
+    }
+    buffer.extend_from_slice(&pdv.data);
+    if !pdv.is_last {
+        return Ok(None);
+    }
+    dimse::parse(buffer)
+        .map(Some)
+        .map_err(|e| AssociationError::Protocol(e.to_string()))
 }
 
 /// The DIMSE status for a failed ingest: the sender's fault or ours.

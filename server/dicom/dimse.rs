@@ -88,16 +88,36 @@ pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
 
 /// Checks that every element fits in the bytes we have before handing them to the parser,
 /// which would otherwise reserve whatever length a header claims (gigabytes, from 12 bytes).
-/// Command sets are flat (no sequences), so a linear walk over Implicit VR LE headers is enough.
+/// Command sets are flat: a sequence (a tag the dictionary calls SQ) is refused, since the
+/// parser would read items whose lengths this walk does not see. So is a value that is not a
+/// whole number of its VR's fixed-size values: the parser (dicom-parser 0.10.1) reads only the
+/// whole values and goes on from there, out of step with the headers, at lengths read from
+/// the middle of values.
 fn check_lengths(bytes: &[u8]) -> Result<(), DimseError> {
+    use dicom_encoding::decode::{Decode, implicit_le::ImplicitVRLittleEndianDecoder};
+    let decoder = ImplicitVRLittleEndianDecoder::default();
     let mut rest = bytes;
     while !rest.is_empty() {
-        let header: [u8; 8] = rest
-            .get(..8)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| DimseError::Malformed("truncated element header".into()))?;
-        let length = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        rest = rest[8..].get(length..).ok_or_else(|| {
+        let (header, _) = decoder
+            .decode_header(&mut rest)
+            .map_err(|_| DimseError::Malformed("truncated element header".into()))?;
+        let length = header.len.0 as usize;
+        if header.vr == VR::SQ {
+            return Err(DimseError::Malformed(format!(
+                "element {} is a sequence",
+                header.tag
+            )));
+        }
+        if let Some(size) = crate::ingest::value_size(header.vr)
+            && !header.len.0.is_multiple_of(size)
+        {
+            return Err(DimseError::Malformed(format!(
+                "element {} of VR {} has a length of {length}, not a multiple of {size}",
+                header.tag,
+                header.vr.to_string()
+            )));
+        }
+        rest = rest.get(length..).ok_or_else(|| {
             DimseError::Malformed(format!("element length {length} exceeds the command set"))
         })?;
     }
@@ -211,5 +231,31 @@ mod tests {
         assert!(parse(&[]).is_err());
         // An element claiming 1 GiB must be refused before anything is allocated for it.
         assert!(parse(&[0x08, 0, 0x01, 0, 0, 0, 0, 0x40]).is_err());
+    }
+
+    #[test]
+    fn values_out_of_step_with_their_headers_are_refused() {
+        // Found by the pdu_dimse fuzz target: (0000,0000) UL of 5 bytes. The parser read one
+        // value, went on a byte early and read a header from the middle of the next element,
+        // which claimed 2 GiB.
+        let mut bytes = vec![0, 0, 0, 0, 5, 0, 0, 0, 1, 2, 3, 4, 5];
+        bytes.extend_from_slice(&[0, 0, 0, 0x01, 0, 0, 0]);
+        assert!(
+            matches!(check_lengths(&bytes), Err(DimseError::Malformed(m)) if m.contains("multiple"))
+        );
+        // (0008,1140) Referenced Image Sequence: items the walk would not check.
+        let sequence = [
+            0x08, 0, 0x40, 0x11, 8, 0, 0, 0, 0xFE, 0xFF, 0, 0xE0, 0, 0, 0, 0x80,
+        ];
+        assert!(
+            matches!(check_lengths(&sequence), Err(DimseError::Malformed(m)) if m.contains("sequence"))
+        );
+        // A real command set passes.
+        let request = Command {
+            field: command::C_ECHO_RQ,
+            message_id: 1,
+            ..Command::default()
+        };
+        check_lengths(&response(&request, status::SUCCESS, Some("fine"))).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! The DICOM SCP: accepts associations on a TCP listener and hands each to its own task.
 
 mod artim;
-mod association;
+pub(crate) mod association;
 mod busy;
 pub mod dimse;
 mod peers;

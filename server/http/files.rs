@@ -139,20 +139,25 @@ pub async fn read_header(state: &AppState, id: &str) -> Result<(InMemDicomObject
 async fn read_stored(state: &AppState, stored: &StoredFile) -> Result<InMemDicomObject, ApiError> {
     let (reader, _) = open_blob(state, stored, None).await?;
     let bridge = SyncIoBridge::new(reader);
-    let parsed = tokio::task::spawn_blocking(move || {
-        OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Always)
-            .read_until(tags::PIXEL_DATA)
-            .from_reader(BufReader::with_capacity(64 * 1024, bridge))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| {
-        ApiError::internal(format!(
-            "stored file {} is unreadable: {e}",
-            stored.blob_key
-        ))
-    })?;
+    tokio::task::spawn_blocking(move || read_until_pixel_data(bridge))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "stored file {} is unreadable: {e}",
+                stored.blob_key
+            ))
+        })
+}
+
+/// Parses a part-10 file, from its first byte, up to its pixel data.
+pub(crate) fn read_until_pixel_data<R: std::io::Read>(
+    reader: R,
+) -> Result<InMemDicomObject, dicom_object::ReadError> {
+    let parsed = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Always)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(BufReader::with_capacity(64 * 1024, reader))?;
     Ok(parsed.into_inner())
 }
 

@@ -55,7 +55,7 @@ pub async fn find(state: AppState, body: Value) -> Result<Json<Value>, ApiError>
 }
 
 /// Reads Orthanc's `/tools/find` body. Returns the request and whether to expand.
-fn parse_find(body: &Value) -> Result<(FindRequest, bool), ApiError> {
+pub(crate) fn parse_find(body: &Value) -> Result<(FindRequest, bool), ApiError> {
     let bad = |message: String| ApiError::bad_request(message);
     let object = body
         .as_object()

@@ -4,8 +4,8 @@
 mod archive;
 mod auth;
 mod error;
-mod files;
-mod find;
+pub(crate) mod files;
+pub(crate) mod find;
 mod headers;
 mod render;
 mod resources;
@@ -82,7 +82,9 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 /// A JSON body, whatever its content type (Orthanc's clients often send none).
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
+pub(crate) fn json_body(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(&body_bytes(body)?)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }

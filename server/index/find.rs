@@ -312,14 +312,14 @@ fn computed_column(backend: Backend, name: &str, level: Level) -> Option<String>
 
 /// A find as one SQL statement: the text, its parameters in order, and the computed tags it
 /// selects (name, SQL) as `computed_0`, `computed_1`, ….
-pub(super) struct FindSql {
-    pub(super) sql: String,
-    pub(super) binds: Vec<String>,
+pub(crate) struct FindSql {
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<String>,
     computed: Vec<(String, String)>,
 }
 
 impl FindSql {
-    pub(super) fn new(
+    pub(crate) fn new(
         backend: Backend,
         request: &FindRequest,
         expand: bool,

@@ -10,7 +10,7 @@ mod changes;
 mod connect;
 mod delete;
 mod explain;
-mod find;
+pub(crate) mod find;
 mod integrity;
 mod level;
 mod read;

@@ -2,7 +2,7 @@
 //! it is the instance the command announced, and pull out the attributes the index keeps.
 //! Pixel data is never loaded.
 
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use dicom_core::Tag;
@@ -106,15 +106,64 @@ fn same(attribute: &'static str, expected: &str, found: &str) -> Result<(), Insp
     })
 }
 
+/// The largest file meta group accepted; real ones are a few hundred bytes.
+const MAX_META_GROUP: u32 = 1024 * 1024;
+
 /// Where the data set starts (after preamble, magic and meta group) and its transfer syntax.
 fn read_meta(path: &Path) -> Result<(u64, String), InspectError> {
+    let malformed = |what: String| InspectError::Malformed(format!("file meta group: {what}"));
     let mut file = BufReader::new(std::fs::File::open(path)?);
     file.seek(SeekFrom::Start(128))?;
-    let meta = dicom_object::FileMetaTable::from_reader(&mut file)
-        .map_err(|e| InspectError::Malformed(format!("file meta group: {e}")))?;
+    // `DICM`, then the group length element, (0002,0000) UL of 4 bytes.
+    let mut head = [0u8; 16];
+    file.read_exact(&mut head)
+        .map_err(|_| malformed("the file ends before it".into()))?;
+    if head[4..12] != [0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00] {
+        return Err(malformed("no group length first".into()));
+    }
+    let group_length = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    if group_length > MAX_META_GROUP {
+        return Err(malformed(format!("{group_length} bytes long")));
+    }
+    let mut group = head.to_vec();
+    (&mut file)
+        .take(u64::from(group_length))
+        .read_to_end(&mut group)?;
+    if group.len() != head.len() + group_length as usize {
+        return Err(InspectError::Truncated(128 + group.len() as u64));
+    }
+    // dicom-object reserves (and zeroes) whatever length a meta element claims before it
+    // reads the value: every element must fit in the group first.
+    check_meta_lengths(&group[head.len()..]).map_err(malformed)?;
+    let meta = dicom_object::FileMetaTable::from_reader(&group[..])
+        .map_err(|e| malformed(e.to_string()))?;
     // Preamble, magic, the group length element itself, then the group.
     let offset = 128 + 4 + 12 + u64::from(meta.information_group_length);
     Ok((offset, trim(meta.transfer_syntax()).to_string()))
+}
+
+/// Checks that each element of a meta group (Explicit VR Little Endian, headers read by the
+/// decoder dicom-object uses) ends within the group.
+fn check_meta_lengths(mut group: &[u8]) -> Result<(), String> {
+    use dicom_encoding::decode::{Decode, file_header_decoder};
+    let decoder = file_header_decoder();
+    while !group.is_empty() {
+        let (header, _) = decoder
+            .decode_header(&mut group)
+            .map_err(|e| e.to_string())?;
+        let length = header
+            .len
+            .get()
+            .filter(|length| *length as usize <= group.len())
+            .ok_or_else(|| {
+                format!(
+                    "element {} of {} bytes exceeds the group",
+                    header.tag, header.len
+                )
+            })?;
+        group = &group[length as usize..];
+    }
+    Ok(())
 }
 
 fn trim(uid: &str) -> &str {
@@ -129,4 +178,57 @@ fn required(
     main_tags::text(dataset, tag)
         .filter(|v| !v.is_empty())
         .ok_or(InspectError::MissingUid(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file meta group whose elements follow the group length element.
+    fn file_with_meta(elements: &[u8]) -> tempfile::NamedTempFile {
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(b"DICM");
+        bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00]);
+        bytes.extend_from_slice(&(elements.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(elements);
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_meta_element_longer_than_its_group_is_refused_before_it_is_read() {
+        // Found by the part10 fuzz target: (0002,0002) with an unknown VR (read as UN, with a
+        // 32-bit length) claiming 2.8 GB, which dicom-object reserved and zeroed from a
+        // 200-byte upload.
+        let mut element = vec![0x02, 0x00, 0x02, 0x00, 0xAA, 0xAA, 0x00, 0x00];
+        element.extend_from_slice(&0xAAAA_AAAAu32.to_le_bytes());
+        element.extend_from_slice(&[0xAA; 40]);
+        let file = file_with_meta(&element);
+        match read_meta(file.path()) {
+            Err(InspectError::Malformed(message)) => {
+                assert!(message.contains("exceeds the group"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check_meta_lengths(&element).is_err());
+    }
+
+    #[test]
+    fn meta_groups_are_bounded_and_must_be_whole() {
+        let file = file_with_meta(&[]);
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        bytes[140..144].copy_from_slice(&(MAX_META_GROUP + 1).to_le_bytes());
+        std::fs::write(file.path(), &bytes).unwrap();
+        assert!(matches!(
+            read_meta(file.path()),
+            Err(InspectError::Malformed(_))
+        ));
+        bytes[140..144].copy_from_slice(&100u32.to_le_bytes());
+        std::fs::write(file.path(), &bytes).unwrap();
+        assert!(matches!(
+            read_meta(file.path()),
+            Err(InspectError::Truncated(_))
+        ));
+    }
 }

@@ -24,6 +24,17 @@ pub struct Part10Header {
     pub source_aet: Option<String>,
 }
 
+impl Part10Header {
+    /// The start of the file: preamble, `DICM` and the file meta group.
+    pub fn head(&self) -> std::io::Result<Vec<u8>> {
+        let meta = build_meta(self)?;
+        let mut head = vec![0u8; 128];
+        head.extend_from_slice(b"DICM");
+        meta.write(&mut head).map_err(std::io::Error::other)?;
+        Ok(head)
+    }
+}
+
 /// Bytes gathered before a write to the file (and a writeback kick); larger pieces are
 /// written at once.
 const CHUNK: usize = 256 * 1024;
@@ -49,11 +60,7 @@ pub struct SpooledFile {
 impl Spool {
     /// Creates the file in `dir` and writes its header.
     pub async fn create(dir: &Path, header: &Part10Header) -> std::io::Result<Spool> {
-        let meta = build_meta(header)?;
-        let mut head = vec![0u8; 128];
-        head.extend_from_slice(b"DICM");
-        meta.write(&mut head).map_err(std::io::Error::other)?;
-        Self::create_raw(dir, &head).await
+        Self::create_raw(dir, &header.head()?).await
     }
 
     /// Creates the file in `dir`, starting with `head` as is.

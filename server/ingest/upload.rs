@@ -1,7 +1,7 @@
 //! Ingesting whole part-10 files that arrive as a byte stream (an HTTP upload, a file on disk)
 //! or inside a ZIP. The file is kept exactly as given, meta group included.
 
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -42,7 +42,7 @@ pub struct EntryOutcome {
 }
 
 /// What the ZIP reader thread hands to the ingest side.
-enum ZipEvent {
+pub(crate) enum ZipEvent {
     Start(String),
     Data(Bytes),
     End,
@@ -138,10 +138,22 @@ impl Ingest {
 /// Reads the ZIP at `path` entry by entry into `events` (on a blocking thread).
 fn read_zip(path: &Path, max_size: u64, events: &mpsc::Sender<ZipEvent>) {
     let send = |event| events.blocking_send(event).is_ok();
-    let archive = std::fs::File::open(path)
-        .map_err(|e| e.to_string())
-        .and_then(|file| zip::ZipArchive::new(file).map_err(|e| e.to_string()));
-    let mut archive = match archive {
+    match std::fs::File::open(path) {
+        Ok(file) => walk_zip(file, max_size, send),
+        Err(e) => {
+            send(ZipEvent::Broken(format!("not a readable ZIP: {e}")));
+        }
+    }
+}
+
+/// Reads a ZIP entry by entry, handing each event to `send`, which says whether to go on.
+/// Apart from the file it reads, this is `read_zip`; the fuzz target calls it on bytes.
+pub(crate) fn walk_zip<R: Read + Seek>(
+    reader: R,
+    max_size: u64,
+    mut send: impl FnMut(ZipEvent) -> bool,
+) {
+    let mut archive = match zip::ZipArchive::new(reader) {
         Ok(archive) => archive,
         Err(e) => {
             send(ZipEvent::Broken(format!("not a readable ZIP: {e}")));

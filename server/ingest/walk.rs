@@ -73,8 +73,9 @@ struct Open {
 
 /// Walks the data set of `path` from `data_offset`, in transfer syntax `ts_uid`: checks that
 /// the last element ends exactly at the end of the data, that every sequence and item is
-/// closed, and, in explicit VR, that every element names a known VR and that an element of a
-/// fixed-size VR holds whole values. Returns whether the root data set holds pixel data.
+/// closed, in explicit VR that every element names a known VR, and that an element of a
+/// fixed-size VR (the one sent, or in implicit VR the dictionary's) holds whole values.
+/// Returns whether the root data set holds pixel data.
 pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, InspectError> {
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
@@ -149,9 +150,16 @@ pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, 
                 end,
             }),
             _ => {
-                if explicit {
+                let vr = if explicit {
                     let raw_vr = raw_vr(tapped.tail.get(), value_at - before);
-                    check_vr(&header, raw_vr).map_err(|what| malformed(what, before))?;
+                    known_vr(&header, raw_vr).map_err(|what| malformed(what, before))?
+                } else {
+                    header.vr
+                };
+                // The root pixel data is never parsed (readers stop before it, renderers
+                // fetch it by range): a length of any parity is kept as received.
+                if !(open.is_empty() && header.tag == tags::PIXEL_DATA) {
+                    check_length(&header, vr).map_err(|what| malformed(what, before))?;
                 }
                 if header.is_encapsulated_pixeldata() {
                     open.push(Open {
@@ -193,18 +201,24 @@ fn raw_vr(tail: [u8; LONGEST_HEADER], header_len: u64) -> [u8; 2] {
     [tail[at], tail[at + 1]]
 }
 
-/// Refuses what makes an element unreadable: a VR field that names no VR (a reader cannot tell
-/// how long its length field is), and a value that is not a whole number of the VR's fixed-size
-/// values. A VR other than the dictionary's is no fault by itself: senders use UN and OB for
-/// anything, and some tags allow several VRs.
-fn check_vr(header: &DataElementHeader, raw_vr: [u8; 2]) -> Result<(), String> {
-    let Some(vr) = VR::from_binary(raw_vr) else {
-        return Err(format!(
+/// Refuses a VR field that names no VR: a reader cannot tell how long its length field is.
+/// A VR other than the dictionary's is no fault by itself: senders use UN and OB for anything,
+/// and some tags allow several VRs.
+fn known_vr(header: &DataElementHeader, raw_vr: [u8; 2]) -> Result<VR, String> {
+    VR::from_binary(raw_vr).ok_or_else(|| {
+        format!(
             "element {} has an unknown VR {:?}",
             header.tag,
             String::from_utf8_lossy(&raw_vr)
-        ));
-    };
+        )
+    })
+}
+
+/// Refuses a value that is not a whole number of its VR's fixed-size values (the VR as sent in
+/// explicit VR, the dictionary's in implicit VR): no reader can read it, and dicom-parser
+/// (0.10.1) reads the whole values only and goes on out of step with the headers, reading
+/// the next one from the middle of a value, where any length can be written.
+fn check_length(header: &DataElementHeader, vr: VR) -> Result<(), String> {
     if let Some(size) = value_size(vr)
         && !header.len.0.is_multiple_of(size)
     {
@@ -218,12 +232,12 @@ fn check_vr(header: &DataElementHeader, raw_vr: [u8; 2]) -> Result<(), String> {
     Ok(())
 }
 
-/// The size of one value of the numeric VRs whose values have a fixed size.
-fn value_size(vr: VR) -> Option<u32> {
+/// The size of one value of the VRs whose values have a fixed size.
+pub(crate) fn value_size(vr: VR) -> Option<u32> {
     match vr {
-        VR::SS | VR::US => Some(2),
-        VR::SL | VR::UL | VR::FL | VR::AT => Some(4),
-        VR::FD | VR::SV | VR::UV => Some(8),
+        VR::SS | VR::US | VR::OW => Some(2),
+        VR::SL | VR::UL | VR::FL | VR::AT | VR::OF | VR::OL => Some(4),
+        VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => Some(8),
         _ => None,
     }
 }
@@ -257,5 +271,61 @@ fn deflate_stream_ends(path: &Path, offset: u64) -> Result<bool, InspectError> {
                 break; // needs more input
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn implicit(tag: Tag, value: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&tag.group().to_le_bytes());
+        bytes.extend_from_slice(&tag.element().to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    fn explicit(tag: Tag, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&tag.group().to_le_bytes());
+        bytes.extend_from_slice(&tag.element().to_le_bytes());
+        bytes.extend_from_slice(vr);
+        bytes.extend_from_slice(&[0, 0]);
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    fn walked(data: &[u8], ts: &str) -> Result<bool, InspectError> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), data).unwrap();
+        walk(file.path(), 0, ts)
+    }
+
+    #[test]
+    fn implicit_vr_values_must_be_whole_values_of_the_dictionary_vr() {
+        let ts = entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
+        let whole = implicit(tags::ROWS, &[4, 0]);
+        assert!(!walked(&whole, ts).unwrap(), "no pixel data");
+        // Rows (US) of 3 bytes: dicom-parser would read one value and the next header a byte
+        // early, from wherever the sender wanted.
+        let odd = [implicit(tags::ROWS, &[4, 0, 0]), whole.clone()].concat();
+        match walked(&odd, ts) {
+            Err(InspectError::Malformed(message)) => {
+                assert!(message.contains("not a multiple of 2"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_word_values_must_be_whole_but_not_the_root_pixel_data() {
+        let ts = entries::EXPLICIT_VR_LITTLE_ENDIAN.uid();
+        let lut = explicit(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA, b"OW", &[1, 2, 3]);
+        assert!(matches!(walked(&lut, ts), Err(InspectError::Malformed(_))));
+        let pixels = explicit(tags::PIXEL_DATA, b"OW", &[1, 2, 3]);
+        assert!(walked(&pixels, ts).unwrap());
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! `frame.rs` fetches one frame's bytes from the blob store without loading the whole file
 //! (`fragments.rs` finds a frame in encapsulated pixel data) and makes a one-frame object that
-//! dicom-pixeldata decodes, `color.rs` puts native color frames into RGB, `palette.rs` maps
-//! PALETTE COLOR through its lookup tables, `voi.rs` turns
+//! dicom-pixeldata decodes (`guard.rs` checks encapsulated frames first), `color.rs` puts native color
+//! frames into RGB, `palette.rs` maps PALETTE COLOR through its lookup tables, `voi.rs` turns
 //! monochrome samples into 8-bit values, `encode.rs` resizes and encodes, `cache.rs` keeps
 //! recent results. Decoding and encoding run on blocking threads, at most one
 //! render per CPU at a time, so rendering never starves DICOM ingest.
@@ -13,6 +13,7 @@ mod color;
 mod encode;
 mod fragments;
 mod frame;
+mod guard;
 mod palette;
 mod voi;
 
@@ -171,17 +172,9 @@ impl Renderer {
             source => source,
         };
         let params = params.clone();
-        let image = tokio::task::spawn_blocking(move || {
-            let image = draw(header, source, frame, &params)?;
-            let size = encode::fit(
-                (image.width(), image.height()),
-                params.box_width,
-                params.box_height,
-            );
-            encode::encode(image, size, params.smooth, params.format, params.quality)
-        })
-        .await
-        .map_err(joined)??;
+        let image = tokio::task::spawn_blocking(move || paint(header, source, frame, &params))
+            .await
+            .map_err(joined)??;
         crate::metrics::METRICS.rendered(started.elapsed());
         let image = Bytes::from(image);
         self.cache
@@ -190,6 +183,48 @@ impl Renderer {
             .insert(key, image.clone());
         Ok(image)
     }
+}
+
+/// Decodes, resizes and encodes frame `frame`, whose bytes are in `source`.
+fn paint(
+    header: frame::Header,
+    source: FrameSource,
+    frame: u32,
+    params: &Params,
+) -> Result<Vec<u8>, RenderError> {
+    let image = draw(header, source, frame, params)?;
+    let size = encode::fit(
+        (image.width(), image.height()),
+        params.box_width,
+        params.box_height,
+    );
+    encode::encode(image, size, params.smooth, params.format, params.quality)
+}
+
+/// `Renderer::render` on a file in memory, without cache or permits: what the fuzz target
+/// runs. A decoder's panic is left to unwind, where the server turns it into a 422.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn render_file(
+    file: &[u8],
+    frame: u32,
+    params: &Params,
+) -> Result<Vec<u8>, RenderError> {
+    let (header, source) = frame::locate(file, file.len() as u64, frame)?;
+    let slice = |range: std::ops::Range<u64>| {
+        file.get(range.start as usize..range.end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                RenderError::Corrupt("the pixel data runs past the end of the file".into())
+            })
+    };
+    let source = match source {
+        FrameSource::NativeRange(range) => FrameSource::Native(slice(range)?),
+        FrameSource::FragmentRange(range) => {
+            FrameSource::Fragments(fragments::parse_items(&slice(range)?)?)
+        }
+        source => source,
+    };
+    paint(header, source, frame, params)
 }
 
 /// A blocking task that did not finish: a decoder that panicked on the data is the data's
@@ -267,6 +302,9 @@ fn draw(
             "this server cannot decode {allocated}-bit pixel data in transfer syntax \
              {RLE_LOSSLESS} (RLE Lossless): its RLE decoder reads 8- and 16-bit samples only"
         )));
+    }
+    if let FrameSource::Fragments(fragments) = &source {
+        guard::check(header.ts.uid(), &original, fragments)?;
     }
     // dicom-pixeldata's RLE decoder calls its output RGB without converting YBR_FULL.
     let ybr_rle = header.ts.uid() == RLE_LOSSLESS && frame::photometric(&original) == "YBR_FULL";
