@@ -98,6 +98,7 @@ impl Application {
         let services = Services {
             ingest: ingest.clone(),
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
+            idle_timeout: std::time::Duration::from_secs(settings.dicom_timeout_secs),
         };
         let dicom = DicomServer::bind(&settings, services, dicom_tls).await?;
         let listener = TcpListener::bind(settings.http_listen)

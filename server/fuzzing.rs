@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use dicom_ul::pdu::{PDataValueType, Pdu, read_pdu};
+use dicom_ul::pdu::{PDataValueType, Pdu};
 
 use crate::dicom::association::command_fragment;
 use crate::dicom::dimse::{self, status};
+use crate::dicom::receive::receive_pdu;
 use crate::dicom::syntaxes::TRANSFER_SYNTAXES;
 use crate::http::files::{TagFormat, dataset_json, read_until_pixel_data};
 use crate::index::Backend;
@@ -33,32 +34,38 @@ static MAX_PDU: LazyLock<u32> = LazyLock::new(|| crate::config::Settings::defaul
 /// and the response it would build. The same bytes are also tried as one whole command set, so
 /// that the DIMSE parser is reached without PDU framing too.
 pub fn pdu_dimse(data: &[u8]) {
-    let mut cursor = Cursor::new(data);
+    let mut stream = data;
+    let mut buffer = bytes::BytesMut::new();
     let mut command = Vec::new();
-    loop {
-        let start = cursor.position();
-        let pdu = match read_pdu(&mut cursor, *MAX_PDU, true) {
-            Ok(Some(pdu)) => pdu,
-            // The server waits for more bytes, or drops the association.
-            Ok(None) | Err(_) => break,
-        };
-        // A reader that takes nothing would make the server spin.
-        assert!(cursor.position() > start, "read_pdu consumed nothing");
-        let Pdu::PData { data } = pdu else { continue };
-        for pdv in data {
-            if pdv.value_type != PDataValueType::Command {
-                continue;
-            }
-            match command_fragment(&mut command, &pdv) {
-                Ok(None) => {}
-                Ok(Some(request)) => {
-                    respond(&request);
-                    command.clear();
+    futures::executor::block_on(async {
+        loop {
+            let unread = stream.len() + buffer.len();
+            let pdu = match receive_pdu(&mut stream, &mut buffer, *MAX_PDU).await {
+                Ok(pdu) => pdu,
+                // The server drops the association (or the bytes ran out).
+                Err(_) => break,
+            };
+            // A reader that takes nothing would make the server spin.
+            assert!(
+                stream.len() + buffer.len() < unread,
+                "a PDU read took no bytes"
+            );
+            let Pdu::PData { data } = pdu else { continue };
+            for pdv in data {
+                if pdv.value_type != PDataValueType::Command {
+                    continue;
                 }
-                Err(_) => command.clear(),
+                match command_fragment(&mut command, &pdv) {
+                    Ok(None) => {}
+                    Ok(Some(request)) => {
+                        respond(&request);
+                        command.clear();
+                    }
+                    Err(_) => command.clear(),
+                }
             }
         }
-    }
+    });
     if let Ok(request) = dimse::parse(data) {
         respond(&request);
     }

@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 
-use dicom_ul::association::Association;
 use dicom_ul::association::server::AsyncServerAssociation;
+use dicom_ul::association::{Association, AsyncAssociation};
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
 use super::dimse::{self, Command, command, status};
+use super::receive::{self, ReceiveError};
 use super::syntaxes;
 use crate::index::StoreOutcome;
 use crate::ingest::{Announced, Ingest, IngestError, InspectError, Part10Header, Spool};
@@ -23,6 +24,8 @@ const MAX_COMMAND_SET: usize = 64 * 1024;
 pub struct Services {
     pub ingest: std::sync::Arc<Ingest>,
     pub accept_unknown_sop_classes: bool,
+    /// How long an established association may wait for its peer's next PDU.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// Where we are in the current DIMSE message.
@@ -51,6 +54,10 @@ pub enum AssociationError {
     Network(#[from] dicom_ul::association::Error),
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error(transparent)]
+    Receive(#[from] ReceiveError),
+    #[error("no PDU from the peer for {0:?}")]
+    Idle(std::time::Duration),
 }
 
 pub struct Handler<'a, S> {
@@ -83,7 +90,16 @@ where
     pub async fn run(mut self) -> Result<(), AssociationError> {
         let mut state = State::Command(Vec::new());
         loop {
-            let pdu = self.association.receive().await?;
+            let pdu = match self.receive().await {
+                Ok(pdu) => pdu,
+                Err(e @ AssociationError::Receive(ReceiveError::Io(_) | ReceiveError::Closed)) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    let _ = self.association.abort().await;
+                    return Err(e);
+                }
+            };
             match pdu {
                 Pdu::PData { data } => {
                     for pdv in data {
@@ -116,6 +132,17 @@ where
         }
     }
 
+    /// The next PDU, within the idle timeout.
+    async fn receive(&mut self) -> Result<Pdu, AssociationError> {
+        let max = self.association.acceptor_max_pdu_length();
+        let idle = self.services.idle_timeout;
+        let (stream, buffer) = AsyncAssociation::get_mut(&mut self.association);
+        match tokio::time::timeout(idle, receive::receive_pdu(stream, buffer, max)).await {
+            Ok(received) => Ok(received?),
+            Err(_) => Err(AssociationError::Idle(idle)),
+        }
+    }
+
     async fn on_pdv(&mut self, state: State, pdv: PDataValue) -> Result<State, AssociationError> {
         match (state, &pdv.value_type) {
             (State::Command(mut buffer), PDataValueType::Command) => {
@@ -135,7 +162,7 @@ where
                 PDataValueType::Data,
             ) => {
                 let spool = match spool {
-                    Ok(mut spool) => match spool.write(&pdv.data).await {
+                    Ok(mut spool) => match spool.write_owned(pdv.data).await {
                         Ok(()) => Ok(spool),
                         Err(e) => {
                             warn!(peer = %self.peer, error = %e, "spooling failed");

@@ -5,6 +5,7 @@ pub(crate) mod association;
 mod busy;
 pub mod dimse;
 mod peers;
+pub(crate) mod receive;
 pub mod syntaxes;
 
 use std::net::SocketAddr;

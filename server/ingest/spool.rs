@@ -1,7 +1,8 @@
 //! Spooling an incoming instance to a local part-10 file while it arrives.
 //!
 //! The file is preamble + `DICM` + a meta group built from what the sender told us + the
-//! data-set bytes exactly as received. Memory use is one write buffer, whatever the size.
+//! data-set bytes exactly as received. Memory use is at most one write batch (about a MiB),
+//! whatever the size.
 
 use std::path::Path;
 
@@ -35,16 +36,24 @@ impl Part10Header {
     }
 }
 
-/// Bytes gathered before a write to the file (and a writeback kick); larger pieces are
-/// written at once.
-const CHUNK: usize = 256 * 1024;
-/// Pieces at least this large skip the buffer.
+/// Bytes gathered before they are written to the file (and writeback is kicked). Writes leave
+/// the runtime's worker (`block_in_place`, which hands its queue to another thread), so they
+/// are few: a 512 KB instance is one write, not one per PDU.
+const CHUNK: usize = 1024 * 1024;
+/// Pieces at least this large are kept as they are rather than copied into a scratch buffer.
 const DIRECT: usize = 32 * 1024;
+
+/// First capacity of a scratch buffer (it grows as needed).
+const SCRATCH: usize = 128 * 1024;
 
 /// A part-10 file being written. Dropping it removes the file.
 pub struct Spool {
     file: std::fs::File,
-    buffer: Vec<u8>,
+    /// Pieces not yet written, in order; `pending_len` bytes in all.
+    pending: Vec<Vec<u8>>,
+    pending_len: usize,
+    /// Whether the last pending piece is a scratch buffer that small pieces may extend.
+    last_is_scratch: bool,
     path: TempPath,
     hasher: Sha256,
     size: u64,
@@ -77,7 +86,9 @@ impl Spool {
         let (file, path) = named.into_parts();
         let mut spool = Spool {
             file,
-            buffer: Vec::with_capacity(CHUNK),
+            pending: Vec::new(),
+            pending_len: 0,
+            last_is_scratch: false,
             path,
             hasher: Sha256::new(),
             size: 0,
@@ -86,34 +97,71 @@ impl Spool {
         Ok(spool)
     }
 
+    /// Appends `bytes` (copied).
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(bytes);
-        if bytes.len() < DIRECT && self.buffer.len() + bytes.len() < CHUNK {
-            self.buffer.extend_from_slice(bytes);
-            self.size += bytes.len() as u64;
-            return Ok(());
+        self.push(bytes)
+    }
+
+    /// Appends `bytes`, taking the buffer as it is (a PDV's data): no copy.
+    pub async fn write_owned(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        if bytes.len() < DIRECT {
+            return self.push(&bytes);
         }
-        // A large piece (a PDV of a big PDU) is written as it is, not copied into the buffer.
-        self.flush_buffer()?;
-        write_out(&mut self.file, bytes, self.size)?;
-        self.size += bytes.len() as u64;
+        self.take(bytes)
+    }
+
+    /// Keeps a large piece as its own buffer.
+    fn take(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        self.hasher.update(&bytes);
+        let length = bytes.len();
+        self.pending.push(bytes);
+        self.last_is_scratch = false;
+        self.added(length)
+    }
+
+    /// Copies a piece, small ones into the scratch buffer.
+    fn push(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.len() >= DIRECT {
+            return self.take(bytes.to_vec());
+        }
+        self.hasher.update(bytes);
+        match self.pending.last_mut() {
+            Some(scratch) if self.last_is_scratch => scratch.extend_from_slice(bytes),
+            _ => {
+                let mut scratch = Vec::with_capacity(SCRATCH);
+                scratch.extend_from_slice(bytes);
+                self.pending.push(scratch);
+                self.last_is_scratch = true;
+            }
+        }
+        self.added(bytes.len())
+    }
+
+    fn added(&mut self, length: usize) -> std::io::Result<()> {
+        self.pending_len += length;
+        self.size += length as u64;
+        if self.pending_len >= CHUNK {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    fn flush_buffer(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending_len == 0 {
             return Ok(());
         }
-        let start = self.size - self.buffer.len() as u64;
-        write_out(&mut self.file, &self.buffer, start)?;
-        self.buffer.clear();
+        let start = self.size - self.pending_len as u64;
+        write_out(&mut self.file, &self.pending, start, self.pending_len)?;
+        self.pending.clear();
+        self.pending_len = 0;
+        self.last_is_scratch = false;
         Ok(())
     }
 
     /// Writes what is left and closes the file (without fsync: the blob store decides about
     /// durability).
     pub async fn finish(mut self) -> std::io::Result<SpooledFile> {
-        self.flush_buffer()?;
+        self.flush()?;
         Ok(SpooledFile {
             path: self.path,
             size: self.size,
@@ -122,16 +170,30 @@ impl Spool {
     }
 }
 
-/// Writes `bytes` (which start at offset `start` of the file) and asks the kernel to start
-/// writing them back to disk now, while the rest of the instance arrives: the fsync before the
-/// acknowledgement then has little left to do. Writes to the page cache are short, but may stall
-/// under writeback pressure, so they run with `block_in_place` rather than on a worker the
-/// runtime counts on.
-fn write_out(file: &mut std::fs::File, bytes: &[u8], start: u64) -> std::io::Result<()> {
-    use std::io::Write;
+/// Writes `pieces` (`length` bytes, which start at offset `start` of the file) in as few
+/// system calls as the kernel takes, and asks the kernel to start writing them back to disk
+/// now, while the rest of the instance arrives: the fsync before the acknowledgement then has
+/// little left to do. Writes to the page cache are short, but may stall under writeback
+/// pressure, so they run with `block_in_place` rather than on a worker the runtime counts on.
+fn write_out(
+    file: &mut std::fs::File,
+    pieces: &[Vec<u8>],
+    start: u64,
+    length: usize,
+) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
     tokio::task::block_in_place(|| {
-        file.write_all(bytes)?;
-        start_writeback(file, start, bytes.len() as u64);
+        let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match file.write_vectored(slices) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        start_writeback(file, start, length as u64);
         Ok(())
     })
 }
