@@ -97,6 +97,9 @@ impl Application {
         };
         let services = Services {
             ingest: ingest.clone(),
+            index: index.clone(),
+            aet: settings.aet.clone(),
+            find_limit: settings.dicom_find_limit,
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
             idle_timeout: std::time::Duration::from_secs(settings.dicom_timeout_secs),
         };

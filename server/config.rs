@@ -75,6 +75,11 @@ pub struct Settings {
     pub dicom_peers: Vec<crate::dicom::PeerRule>,
     /// Accept storage of SOP classes we do not know (Orthanc does by default).
     pub accept_unknown_sop_classes: bool,
+    /// Every admitted peer may query (C-FIND); otherwise only peers whose `[[dicom_peers]]`
+    /// rule says `find = true`.
+    pub dicom_always_allow_find: bool,
+    /// Most matches a C-FIND answers; past it the query ends with A700 (0: no limit).
+    pub dicom_find_limit: u64,
     /// Largest PDU we accept, in bytes (at least 65536: dcmtk's association requests are larger
     /// than 4 KiB and strict mode checks them against this).
     pub max_pdu_length: u32,
@@ -151,6 +156,8 @@ impl Default for Settings {
             allowed_calling_aets: Vec::new(),
             dicom_peers: Vec::new(),
             accept_unknown_sop_classes: true,
+            dicom_always_allow_find: false,
+            dicom_find_limit: 0,
             max_pdu_length: 131_072,
             dicom_timeout_secs: 60,
             dicom_artim_secs: 10,

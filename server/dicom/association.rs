@@ -11,9 +11,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info, warn};
 
 use super::dimse::{self, Command, command, status};
+use super::find;
 use super::receive::{self, ReceiveError};
 use super::syntaxes;
-use crate::index::StoreOutcome;
+use crate::index::{Index, StoreOutcome};
 use crate::ingest::{Announced, Ingest, IngestError, InspectError, Part10Header, Spool};
 use crate::metrics::METRICS;
 
@@ -23,6 +24,12 @@ const MAX_COMMAND_SET: usize = 64 * 1024;
 /// What the association handler needs from the server.
 pub struct Services {
     pub ingest: std::sync::Arc<Ingest>,
+    /// The index C-FIND reads.
+    pub index: Index,
+    /// Our AE title (the Retrieve AE Title of C-FIND matches).
+    pub aet: String,
+    /// Most matches one C-FIND answers (0: no limit).
+    pub find_limit: u64,
     pub accept_unknown_sop_classes: bool,
     /// How long an established association may wait for its peer's next PDU.
     pub idle_timeout: std::time::Duration,
@@ -45,7 +52,16 @@ enum State {
     },
     /// Discarding the data set of a request we do not serve.
     SkipData { request: Command, context_id: u8 },
+    /// Reading the identifier of a C-FIND.
+    FindData {
+        request: Command,
+        context_id: u8,
+        identifier: Vec<u8>,
+    },
 }
+
+/// Matches read from the index at a time.
+const FIND_PAGE: u64 = 100;
 
 /// Why an association ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +82,8 @@ pub struct Handler<'a, S> {
     peer: SocketAddr,
     /// Whether the peer rules let this peer store.
     may_store: bool,
+    /// Whether the peer rules let this peer query.
+    may_find: bool,
 }
 
 impl<'a, S> Handler<'a, S>
@@ -77,12 +95,14 @@ where
         services: &'a Services,
         peer: SocketAddr,
         may_store: bool,
+        may_find: bool,
     ) -> Self {
         Handler {
             association,
             services,
             peer,
             may_store,
+            may_find,
         }
     }
 
@@ -203,8 +223,186 @@ where
                 }
                 self.refuse_operation(&request, context_id).await
             }
+            (
+                State::FindData {
+                    request,
+                    context_id,
+                    mut identifier,
+                },
+                PDataValueType::Data,
+            ) => {
+                if identifier.len() + pdv.data.len() > find::MAX_IDENTIFIER {
+                    return Err(AssociationError::Protocol(format!(
+                        "a C-FIND identifier over {} bytes",
+                        find::MAX_IDENTIFIER
+                    )));
+                }
+                identifier.extend_from_slice(&pdv.data);
+                if !pdv.is_last {
+                    return Ok(State::FindData {
+                        request,
+                        context_id,
+                        identifier,
+                    });
+                }
+                self.find(&request, context_id, &identifier).await?;
+                Ok(State::Command(Vec::new()))
+            }
             (_, value_type) => Err(AssociationError::Protocol(format!(
                 "{value_type:?} fragment out of sequence"
+            ))),
+        }
+    }
+
+    /// Answers a C-FIND: a pending response per match, read from the index a page at a time,
+    /// then the final status.
+    async fn find(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+        identifier: &[u8],
+    ) -> Result<(), AssociationError> {
+        let Some((model, ts)) = self.accepted_context(context_id) else {
+            return Err(AssociationError::Protocol(format!(
+                "presentation context {context_id} was not accepted"
+            )));
+        };
+        if !self.may_find {
+            warn!(peer = %self.peer, "C-FIND refused: this peer may not query (dicom_peers)");
+            return self
+                .respond(
+                    request,
+                    context_id,
+                    status::NOT_AUTHORIZED,
+                    Some("this peer may not query"),
+                )
+                .await;
+        }
+        if model != find::PATIENT_ROOT && model != find::STUDY_ROOT {
+            return self
+                .respond(
+                    request,
+                    context_id,
+                    status::SOP_CLASS_NOT_SUPPORTED,
+                    Some("only Patient Root and Study Root queries"),
+                )
+                .await;
+        }
+        let query = match find::Query::parse(identifier, &ts, &model) {
+            Ok(query) => query,
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "C-FIND refused");
+                let code = match e {
+                    find::QueryError::DoesNotMatchSopClass(_) => status::DATA_SET_MISMATCH,
+                    find::QueryError::UnableToProcess(_) => status::UNABLE_TO_PROCESS,
+                };
+                return self
+                    .respond(request, context_id, code, Some(&e.to_string()))
+                    .await;
+            }
+        };
+        let calling = self.association.peer_ae_title().to_string();
+        info!(
+            calling_aet = %calling,
+            peer = %self.peer,
+            level = %query.request.level,
+            keys = ?query.request.query,
+            "C-FIND"
+        );
+        let index = self.services.index.clone();
+        let aet = self.services.aet.clone();
+        let limit = self.services.find_limit;
+        let mut answers = find::Answers::new(&index, &query, &aet);
+        let mut request_page = query.request.clone();
+        let mut sent = 0u64;
+        loop {
+            request_page.limit = Some(FIND_PAGE);
+            let page = match index.find(&request_page, true).await {
+                Ok(page) => page,
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "C-FIND failed");
+                    return self
+                        .respond(
+                            request,
+                            context_id,
+                            status::OUT_OF_RESOURCES,
+                            Some("the index is unavailable"),
+                        )
+                        .await;
+                }
+            };
+            for found in &page {
+                if limit > 0 && sent == limit {
+                    warn!(peer = %self.peer, limit, "C-FIND stopped at the find limit");
+                    let comment = format!("more than {limit} matches; narrow the query");
+                    return self
+                        .respond(
+                            request,
+                            context_id,
+                            status::OUT_OF_RESOURCES,
+                            Some(&comment),
+                        )
+                        .await;
+                }
+                let data = match answers.identifier(found, &ts).await {
+                    Ok(data) => data,
+                    Err(e) => {
+                        warn!(peer = %self.peer, error = %e, "C-FIND failed");
+                        return self
+                            .respond(
+                                request,
+                                context_id,
+                                status::OUT_OF_RESOURCES,
+                                Some("the index is unavailable"),
+                            )
+                            .await;
+                    }
+                };
+                self.respond_with_data_set(request, context_id, status::PENDING, data)
+                    .await?;
+                sent += 1;
+                // One read attempt that does not wait: cheap enough to make after each match.
+                if self.cancelled(request.message_id)? {
+                    info!(peer = %self.peer, sent, "C-FIND cancelled");
+                    return self
+                        .respond(request, context_id, status::CANCEL, None)
+                        .await;
+                }
+            }
+            if (page.len() as u64) < FIND_PAGE {
+                break;
+            }
+            request_page.since += FIND_PAGE;
+        }
+        debug!(peer = %self.peer, sent, "C-FIND done");
+        self.respond(request, context_id, status::SUCCESS, None)
+            .await
+    }
+
+    /// Whether the peer has sent a C-CANCEL for `message_id` (looked at without waiting).
+    /// Anything else arriving in the middle of an operation ends the association.
+    fn cancelled(&mut self, message_id: u16) -> Result<bool, AssociationError> {
+        let max = self.association.acceptor_max_pdu_length();
+        let (stream, buffer) = AsyncAssociation::get_mut(&mut self.association);
+        let Some(pdu) = receive::ready_pdu(stream, buffer, max)? else {
+            return Ok(false);
+        };
+        let cancel = match &pdu {
+            Pdu::PData { data } => match data.as_slice() {
+                [pdv] if pdv.value_type == PDataValueType::Command && pdv.is_last => {
+                    dimse::parse(&pdv.data)
+                        .ok()
+                        .filter(|c| c.field == command::C_CANCEL_RQ && c.message_id == message_id)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match cancel {
+            Some(_) => Ok(true),
+            None => Err(AssociationError::Protocol(format!(
+                "{} in the middle of a C-FIND",
+                pdu_name(&pdu)
             ))),
         }
     }
@@ -248,6 +446,11 @@ where
                     started,
                 })
             }
+            command::C_FIND_RQ if request.has_data_set => Ok(State::FindData {
+                request,
+                context_id,
+                identifier: Vec::new(),
+            }),
             command::C_CANCEL_RQ => Ok(State::Command(Vec::new())),
             field if field & command::RESPONSE_BIT != 0 => {
                 warn!(peer = %self.peer, field, "ignoring a response sent to us");
@@ -408,6 +611,46 @@ where
                 }],
             })
             .await?;
+        Ok(())
+    }
+
+    /// A response followed by its data set, in PDUs no larger than the peer takes.
+    async fn respond_with_data_set(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+        code: u16,
+        data: Vec<u8>,
+    ) -> Result<(), AssociationError> {
+        let command = dimse::response_with_data_set(request, code);
+        self.association
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context_id,
+                    value_type: PDataValueType::Command,
+                    is_last: true,
+                    data: command,
+                }],
+            })
+            .await?;
+        // A PDU holds the 6-byte item header and the value; 0 means no limit.
+        let room = match self.association.requestor_max_pdu_length() {
+            0 => usize::MAX,
+            max => (max as usize).saturating_sub(6).max(1),
+        };
+        let mut pieces = data.chunks(room).peekable();
+        while let Some(piece) = pieces.next() {
+            self.association
+                .send(&Pdu::PData {
+                    data: vec![PDataValue {
+                        presentation_context_id: context_id,
+                        value_type: PDataValueType::Data,
+                        is_last: pieces.peek().is_none(),
+                        data: piece.to_vec(),
+                    }],
+                })
+                .await?;
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 /// Command Field values (PS3.7 E.1).
 pub mod command {
     pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
     /// Responses have this bit set.
@@ -30,6 +31,12 @@ pub mod status {
     pub const NOT_AUTHORIZED: u16 = 0x0124;
     /// Unrecognized operation: a command we do not provide.
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
+    /// Error: unable to process (a C-FIND identifier that cannot be read).
+    pub const UNABLE_TO_PROCESS: u16 = 0xC000;
+    /// Pending: a match follows, more may come (C-FIND).
+    pub const PENDING: u16 = 0xFF00;
+    /// Cancel: the operation ended on the peer's C-CANCEL.
+    pub const CANCEL: u16 = 0xFE00;
 }
 
 /// Command Data Set Type value meaning "no data set follows".
@@ -127,6 +134,18 @@ fn check_lengths(bytes: &[u8]) -> Result<(), DimseError> {
 /// Builds the response to `request` with `status`. An error comment (at most 64 characters)
 /// tells the peer what went wrong.
 pub fn response(request: &Command, status: u16, comment: Option<&str>) -> Vec<u8> {
+    command_set(request, status, comment, false)
+}
+
+/// A response to `request` after which a data set follows (a C-FIND match).
+pub fn response_with_data_set(request: &Command, status: u16) -> Vec<u8> {
+    command_set(request, status, None, true)
+}
+
+/// Command Data Set Type of a command that a data set follows (any value but 0101H).
+const DATA_SET: u16 = 0x0102;
+
+fn command_set(request: &Command, status: u16, comment: Option<&str>, data_set: bool) -> Vec<u8> {
     let mut object = InMemDicomObject::new_empty();
     if !request.sop_class_uid.is_empty() {
         object.put(DataElement::new(
@@ -148,7 +167,7 @@ pub fn response(request: &Command, status: u16, comment: Option<&str>) -> Vec<u8
     object.put(DataElement::new(
         tags::COMMAND_DATA_SET_TYPE,
         VR::US,
-        PrimitiveValue::from(NO_DATA_SET),
+        PrimitiveValue::from(if data_set { DATA_SET } else { NO_DATA_SET }),
     ));
     object.put(DataElement::new(
         tags::STATUS,

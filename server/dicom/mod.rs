@@ -4,6 +4,7 @@ mod artim;
 pub(crate) mod association;
 mod busy;
 pub mod dimse;
+mod find;
 mod peers;
 pub(crate) mod receive;
 pub mod syntaxes;
@@ -79,6 +80,7 @@ impl DicomServer {
             allowed_calling: settings.allowed_calling_aets.clone().into(),
             rules: settings.dicom_peers.clone().into(),
             address: None,
+            always_allow_find: settings.dicom_always_allow_find,
         };
         let mut options = ServerAssociationOptions::new()
             .ae_access_control(policy.clone())
@@ -281,7 +283,8 @@ async fn run_association<S>(
     if !may_store {
         info!(calling_aet = %calling, "this peer may echo but not store (dicom_peers)");
     }
-    let handler = association::Handler::new(established, services, peer, may_store);
+    let may_find = policy.may_find(&calling);
+    let handler = association::Handler::new(established, services, peer, may_store, may_find);
     if let Err(e) = handler.run().await {
         warn!(calling_aet = %calling, error = %e, "association ended with an error");
     }

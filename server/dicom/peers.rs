@@ -1,5 +1,5 @@
 //! Who may associate and who may store: the called AE title check, the list of allowed calling
-//! AE titles, and per-peer rules (calling AE title, source address ranges, store or echo only).
+//! AE titles, and per-peer rules (calling AE title, source address ranges, what the peer may do).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +22,9 @@ pub struct PeerRule {
     /// May C-STORE; without it the peer may only C-ECHO.
     #[serde(default = "yes")]
     pub store: bool,
+    /// May query (C-FIND), unless `dicom_always_allow_find` lets every admitted peer.
+    #[serde(default)]
+    pub find: bool,
 }
 
 fn yes() -> bool {
@@ -55,6 +58,8 @@ pub struct PeerPolicy {
     pub allowed_calling: Arc<[String]>,
     pub rules: Arc<[PeerRule]>,
     pub address: Option<IpAddr>,
+    /// Every admitted peer may query (`dicom_always_allow_find`).
+    pub always_allow_find: bool,
 }
 
 impl PeerPolicy {
@@ -66,6 +71,18 @@ impl PeerPolicy {
                 .rules
                 .iter()
                 .any(|r| r.store && r.matches(calling_aet, self.address))
+    }
+}
+
+impl PeerPolicy {
+    /// Whether this peer may query: `dicom_always_allow_find`, or a matching rule with `find`.
+    /// Off by default, as in Orthanc: a query reads every patient's name.
+    pub fn may_find(&self, calling_aet: &str) -> bool {
+        self.always_allow_find
+            || self
+                .rules
+                .iter()
+                .any(|r| r.find && r.matches(calling_aet, self.address))
     }
 }
 
@@ -123,6 +140,7 @@ mod tests {
             allowed_calling: Arc::from(Vec::new()),
             rules: rules.into(),
             address: Some(address.parse().unwrap()),
+            always_allow_find: false,
         }
     }
 
@@ -131,6 +149,7 @@ mod tests {
             aet: aet.into(),
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
             store,
+            find: store,
         }
     }
 
@@ -151,6 +170,15 @@ mod tests {
         assert!(!admitted("MR1", "10.1.2.44"), "another title");
         assert!(admitted("ANYONE", "192.168.7.7"));
 
+        assert!(policy(rules.clone(), "10.1.2.44").may_find("CT1"));
+        assert!(!policy(rules.clone(), "192.168.7.7").may_find("ANYONE"));
+        assert!(
+            !policy(Vec::new(), "192.168.7.7").may_find("ANYONE"),
+            "no rules: no queries unless dicom_always_allow_find"
+        );
+        let mut always = policy(Vec::new(), "192.168.7.7");
+        always.always_allow_find = true;
+        assert!(always.may_find("ANYONE"));
         assert!(policy(rules.clone(), "10.1.2.44").may_store("CT1"));
         assert!(!policy(rules.clone(), "192.168.7.7").may_store("ANYONE"));
         assert!(

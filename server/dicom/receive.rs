@@ -95,6 +95,54 @@ where
     Ok(Pdu::PData { data: values })
 }
 
+/// A PDU that has already arrived, read without waiting; `None` when none has (yet) in whole.
+/// What arrived of a later one stays in `buffer` for `receive_pdu`.
+pub fn ready_pdu<S>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    max_pdu_length: u32,
+) -> Result<Option<Pdu>, ReceiveError>
+where
+    S: AsyncRead + Unpin,
+{
+    use futures::FutureExt;
+    let whole = |buffer: &BytesMut| {
+        buffer.len() >= PDU_HEADER
+            && buffer.len()
+                >= PDU_HEADER
+                    + u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]) as usize
+    };
+    // Reads into `buffer` are cancel-safe: what a read took stays there.
+    while !whole(buffer) {
+        let wanted = if buffer.len() < PDU_HEADER {
+            PDU_HEADER - buffer.len()
+        } else {
+            let length = u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]);
+            if length > max_pdu_length {
+                return Err(ReceiveError::TooLarge {
+                    length,
+                    max: max_pdu_length,
+                });
+            }
+            PDU_HEADER + length as usize - buffer.len()
+        };
+        buffer.reserve(wanted);
+        match stream
+            .read_buf(&mut (&mut *buffer).limit(wanted))
+            .now_or_never()
+        {
+            None => return Ok(None),
+            Some(Ok(0)) => return Err(ReceiveError::Closed),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    receive_pdu(stream, buffer, max_pdu_length)
+        .now_or_never()
+        .expect("a PDU already in the buffer is read without waiting")
+        .map(Some)
+}
+
 /// Reads until `buffer` holds at least `needed` bytes, never more than that from the stream.
 async fn fill<S>(stream: &mut S, buffer: &mut BytesMut, needed: usize) -> Result<(), ReceiveError>
 where

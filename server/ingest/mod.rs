@@ -21,7 +21,7 @@ use crate::storage::{BlobStore, StorageError};
 
 pub use inspect::{Announced, InspectError};
 pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
-pub(crate) use walk::value_size;
+pub(crate) use walk::{value_size, walk_bytes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

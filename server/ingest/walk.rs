@@ -10,7 +10,7 @@ use std::rc::Rc;
 use dicom_core::header::{DataElementHeader, Header};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::tags;
-use dicom_encoding::transfer_syntax::Codec;
+use dicom_encoding::transfer_syntax::{Codec, TransferSyntax};
 use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry, entries};
 
@@ -77,19 +77,43 @@ struct Open {
 /// fixed-size VR (the one sent, or in implicit VR the dictionary's) holds whole values.
 /// Returns whether the root data set holds pixel data.
 pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, InspectError> {
-    let ts = TransferSyntaxRegistry
-        .get(ts_uid)
-        .ok_or_else(|| InspectError::UnknownTransferSyntax(ts_uid.into()))?;
-    let deflated = matches!(ts.codec(), Codec::Dataset(Some(_)));
-    // Implicit VR Little Endian is the one transfer syntax without VR fields.
-    let explicit = ts.uid() != entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
+    let ts = transfer_syntax(ts_uid)?;
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(data_offset))?;
     let file = BufReader::with_capacity(64 * 1024, file);
+    walk_reader(Box::new(file), ts, data_offset, &|| {
+        deflate_stream_ends(path, data_offset)
+    })
+}
+
+/// The same walk over a data set held in memory (a C-FIND identifier, read before the parser
+/// sees it).
+pub(crate) fn walk_bytes(bytes: &[u8], ts_uid: &str) -> Result<bool, InspectError> {
+    // In memory, the inflater has had every byte there is.
+    walk_reader(Box::new(bytes), transfer_syntax(ts_uid)?, 0, &|| Ok(true))
+}
+
+fn transfer_syntax(ts_uid: &str) -> Result<&'static TransferSyntax, InspectError> {
+    TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| InspectError::UnknownTransferSyntax(ts_uid.into()))
+}
+
+/// `walk` over `input`, the data set's bytes from `data_offset` on; `stream_ends` says whether
+/// a deflated data set's stream ended where its last element did.
+fn walk_reader<'a>(
+    input: Box<dyn Read + 'a>,
+    ts: &'static TransferSyntax,
+    data_offset: u64,
+    stream_ends: &dyn Fn() -> Result<bool, InspectError>,
+) -> Result<bool, InspectError> {
+    let deflated = matches!(ts.codec(), Codec::Dataset(Some(_)));
+    // Implicit VR Little Endian is the one transfer syntax without VR fields.
+    let explicit = ts.uid() != entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
     // With a deflated data set the tap sees what the inflater produced, as the decoder does.
-    let reader: Box<dyn Read> = match ts.codec() {
-        Codec::Dataset(Some(adapter)) => adapter.adapt_reader(Box::new(file)),
-        _ => Box::new(file),
+    let reader: Box<dyn Read + 'a> = match ts.codec() {
+        Codec::Dataset(Some(adapter)) => adapter.adapt_reader(input),
+        _ => input,
     };
     let tapped = Rc::new(Tapped::default());
     let tap = Tap {
@@ -121,8 +145,7 @@ pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, 
             Ok(header) => header,
             Err(_) if tapped.count.get() == before => {
                 // Nothing more to read at an element boundary: the end of the data set.
-                let whole =
-                    open.is_empty() && (!deflated || deflate_stream_ends(path, data_offset)?);
+                let whole = open.is_empty() && (!deflated || stream_ends()?);
                 return if whole {
                     Ok(has_pixel_data)
                 } else {

@@ -1,4 +1,4 @@
-//! dcmtk command-line SCUs (echoscu, storescu) as the independent DICOM peer for network tests.
+//! dcmtk command-line SCUs (echoscu, storescu, findscu) as the independent DICOM peer for network tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,74 @@ pub async fn storescu<P: AsRef<Path>>(
     cmd.args(extra_args).arg(host).arg(port.to_string());
     cmd.args(files_or_dirs.iter().map(|p| p.as_ref()));
     run(cmd).await
+}
+
+/// Which C-FIND information model findscu queries.
+#[derive(Clone, Copy, Debug)]
+pub enum Model {
+    PatientRoot,
+    StudyRoot,
+}
+
+/// What a findscu run got back: the matches (pending responses' identifiers, in order) and the
+/// final status as findscu names it (`Success`, `Error: DataSetDoesNotMatchSOPClass`, …).
+pub struct FindResult {
+    pub matches: Vec<dicom_object::InMemDicomObject>,
+    pub status: String,
+    pub output: String,
+}
+
+/// C-FIND with `keys` (`Keyword=value`, or `Keyword` for a return key) to `host:port` as
+/// `calling_aet`, the responses extracted to files in `out_dir` (which must be empty) and read
+/// back.
+pub async fn findscu(
+    host: &str,
+    port: u16,
+    calling_aet: &str,
+    called_aet: &str,
+    model: Model,
+    keys: &[&str],
+    out_dir: &Path,
+) -> FindResult {
+    let mut cmd = Command::new("findscu");
+    cmd.args(["-v", "-aet", calling_aet, "-aec", called_aet]);
+    cmd.arg(match model {
+        Model::PatientRoot => "-P",
+        Model::StudyRoot => "-S",
+    });
+    cmd.args(TIMEOUTS);
+    cmd.arg("-X").arg("-od").arg(out_dir);
+    for key in keys {
+        cmd.arg("-k").arg(key);
+    }
+    cmd.arg(host).arg(port.to_string());
+    let out = run(cmd).await;
+    let output = text(&out);
+    assert!(out.status.success(), "findscu: {output}");
+    let status = output
+        .lines()
+        .find_map(|line| line.split("Received Final Find Response (").nth(1))
+        .map(|rest| rest.trim_end_matches(')').to_string())
+        .unwrap_or_else(|| panic!("findscu printed no final status: {output}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("rsp"))
+        .collect();
+    files.sort();
+    let matches = files
+        .iter()
+        .map(|p| {
+            dicom_object::open_file(p)
+                .unwrap_or_else(|e| panic!("response {}: {e}", p.display()))
+                .into_inner()
+        })
+        .collect();
+    FindResult {
+        matches,
+        status,
+        output,
+    }
 }
 
 /// Write a storescu association profile proposing exactly the given (SOP class UID,
