@@ -18,12 +18,17 @@ use crate::support::{
     local_site, local_site_with, on_association, on_default_association,
 };
 
-/// Verification, CT Image Storage and Study Root C-FIND (which the server does not serve).
+/// Verification, CT Image Storage and Study Root C-FIND (on which the commands below, which
+/// the server does not serve, are sent).
 const FIND_CONTEXTS: Contexts = &[
     (scu::VERIFICATION, &[scu::IMPLICIT_LE]),
     (scu::CT_IMAGE_STORAGE, &[scu::EXPLICIT_LE]),
     (scu::STUDY_ROOT_FIND, &[scu::EXPLICIT_LE]),
 ];
+
+/// DIMSE-N commands, which a storage and query archive does not serve.
+const N_SET_RQ: u16 = 0x0120;
+const N_GET_RQ: u16 = 0x0110;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_commands_get_0211_and_the_association_stays_usable() {
@@ -31,9 +36,9 @@ async fn unknown_commands_get_0211_and_the_association_stays_usable() {
     let valid = Store::of(&site.one());
     let (with_data, without_data, store) = on_association(site.port(), FIND_CONTEXTS, move |scu| {
         let find = scu.context_id(scu::STUDY_ROOT_FIND);
-        // C-FIND-RQ with its identifier, in two data PDVs.
+        // N-SET-RQ with a data set, in two data PDVs.
         let id = scu.message_id();
-        let command = scu::request(scu::C_FIND_RQ, id, Some(scu::STUDY_ROOT_FIND), None, 0x0001);
+        let command = scu::request(N_SET_RQ, id, Some(scu::STUDY_ROOT_FIND), None, 0x0001);
         scu.send_command(find, &scu::encode_command(&command))
             .unwrap();
         let identifier = scu::encode_explicit_le(&InMemDicomObject::from_element_iter([
@@ -50,10 +55,10 @@ async fn unknown_commands_get_0211_and_the_association_stays_usable() {
         scu.send_data(find, b, true).unwrap();
         let with_data = scu.receive_response().unwrap();
         assert_eq!(with_data.message_id_responded_to, id);
-        // C-FIND-RQ that announces no data set.
+        // N-GET-RQ, which announces no data set.
         let id = scu.message_id();
         let command = scu::request(
-            scu::C_FIND_RQ,
+            N_GET_RQ,
             id,
             Some(scu::STUDY_ROOT_FIND),
             None,
@@ -69,17 +74,23 @@ async fn unknown_commands_get_0211_and_the_association_stays_usable() {
         (with_data, without_data, store)
     })
     .await;
-    for response in [&with_data, &without_data] {
+    for (response, field) in [(&with_data, N_SET_RQ), (&without_data, N_GET_RQ)] {
         assert_eq!(response.status, UNRECOGNIZED_OPERATION, "{response:?}");
-        assert_eq!(response.command_field, 0x8020, "a C-FIND-RSP: {response:?}");
+        assert_eq!(
+            response.command_field,
+            field | 0x8000,
+            "its response: {response:?}"
+        );
     }
     assert_eq!(store.status, SUCCESS);
-    let lines = site.log_lines(&["unsupported DIMSE command", "0x0020"]);
-    assert_eq!(
-        lines.len(),
-        2,
-        "one log line per unknown command: {lines:#?}"
-    );
+    for field in ["0x0120", "0x0110"] {
+        let lines = site.log_lines(&["unsupported DIMSE command", field]);
+        assert_eq!(
+            lines.len(),
+            1,
+            "one log line per unknown command: {lines:#?}"
+        );
+    }
     assert!(site.spool_files().is_empty());
     site.assert_blobs_match_rows().await;
     assert_eq!(site.instance_count().await, 1);
