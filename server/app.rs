@@ -95,8 +95,12 @@ impl Application {
             }
             _ => None,
         };
+        // Users, sessions and the audit trail; creates the first admin when the HTTP listener
+        // is reachable from other hosts and nobody could sign in.
+        let auth = crate::auth::Auth::start(&settings, index.clone()).await?;
         let services = Services {
             ingest: ingest.clone(),
+            audit: auth.audit.clone(),
             index: index.clone(),
             aet: settings.aet.clone(),
             find_limit: settings.dicom_find_limit,
@@ -122,9 +126,6 @@ impl Application {
             ),
             _ => None,
         };
-        // Users, sessions and the audit trail; creates the first admin when the HTTP listener
-        // is reachable from other hosts and nobody could sign in.
-        let auth = crate::auth::Auth::start(&settings, index.clone()).await?;
         let state = AppState {
             dicom_port: dicom
                 .local_addr()

@@ -26,6 +26,8 @@ pub struct Services {
     pub ingest: std::sync::Arc<Ingest>,
     /// The index C-FIND reads.
     pub index: Index,
+    /// The audit trail, which records each query.
+    pub audit: crate::auth::AuditLog,
     /// Our AE title (the Retrieve AE Title of C-FIND matches).
     pub aet: String,
     /// Most matches one C-FIND answers (0: no limit).
@@ -309,6 +311,16 @@ where
             keys = ?query.request.query,
             "C-FIND"
         );
+        // Who queried for what, in the audit trail as HTTP finds are.
+        self.services.audit.record(crate::index::AuditEvent {
+            at: crate::auth::now_rfc3339(),
+            user: None,
+            client: self.peer.ip().to_string(),
+            action: "dicom-find".into(),
+            level: query.request.level.to_string(),
+            detail: format!("C-FIND from {calling}: {:?}", query.request.query),
+            ..Default::default()
+        });
         let index = self.services.index.clone();
         let aet = self.services.aet.clone();
         let limit = self.services.find_limit;

@@ -303,6 +303,7 @@ async fn findscu_queries_every_level_of_both_models() {
         found.output
     );
     assert_log_names_the_caller(&site.server.log);
+    assert_queries_are_audited(&site.server).await;
 
     // A peer whose rule does not say `find`: 0124, nothing answered.
     let found = site
@@ -314,6 +315,27 @@ async fn findscu_queries_every_level_of_both_models() {
         .await;
     assert!(found.matches.is_empty(), "{}", found.output);
     assert!(found.status.contains("0x124"), "{}", found.output);
+}
+
+/// Each query is in the audit trail, with the peer's address and calling AE title (events
+/// reach the index in batches, within a second).
+async fn assert_queries_are_audited(server: &Server) {
+    let url = server.url("/audit?action=dicom-find&limit=1000");
+    for _ in 0..50 {
+        let page: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let events = page["Events"].as_array().unwrap();
+        if events.len() >= 10 {
+            let first = &events[0];
+            assert_eq!(first["Client"], "127.0.0.1", "{first}");
+            assert_eq!(first["Level"], "Patient", "{first}");
+            let detail = first["Detail"].as_str().unwrap();
+            assert!(detail.contains(dcmtk::CALLING_AET), "{first}");
+            assert!(detail.contains("PID1"), "{first}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the queries never reached the audit trail");
 }
 
 /// Each query is logged with the calling AE title.
