@@ -30,6 +30,7 @@ pub const DEFLATED_LE: &str = "1.2.840.10008.1.2.1.99";
 pub const C_STORE_RQ: u16 = 0x0001;
 pub const C_FIND_RQ: u16 = 0x0020;
 pub const C_ECHO_RQ: u16 = 0x0030;
+pub const C_CANCEL_RQ: u16 = 0x0FFF;
 /// Command Data Set Type: no data set follows.
 pub const NO_DATA_SET: u16 = 0x0101;
 /// Command Data Set Type: a data set follows (any other value means the same).
@@ -209,6 +210,36 @@ impl Scu {
         }
     }
 
+    /// Reads responses to an operation with pending responses (C-FIND) until its final one:
+    /// each response's command, with the data set that followed it, if any.
+    pub fn receive_until_final(&mut self) -> io::Result<Vec<(Response, Vec<u8>)>> {
+        let mut responses: Vec<(Response, Vec<u8>)> = Vec::new();
+        let mut command = Vec::new();
+        loop {
+            let Pdu::PData { data } = self.association.receive().map_err(io::Error::other)? else {
+                return Err(io::Error::other("expected P-DATA"));
+            };
+            for pdv in data {
+                if pdv.value_type == PDataValueType::Data {
+                    let (_, data_set) = responses
+                        .last_mut()
+                        .ok_or_else(|| io::Error::other("a data set before any response"))?;
+                    data_set.extend_from_slice(&pdv.data);
+                    continue;
+                }
+                command.extend_from_slice(&pdv.data);
+                if pdv.is_last {
+                    let response = decode_response(&std::mem::take(&mut command))?;
+                    let pending = matches!(response.status, 0xFF00 | 0xFF01);
+                    responses.push((response, Vec::new()));
+                    if !pending {
+                        return Ok(responses);
+                    }
+                }
+            }
+        }
+    }
+
     /// C-STORE-RQ (announcing `sop_class` / `sop_instance`) followed by `dataset` as sent on the
     /// first accepted context for `sop_class`; returns the response.
     pub fn store(
@@ -333,6 +364,27 @@ pub fn request(
         ));
     }
     object
+}
+
+/// C-CANCEL-RQ for the request `message_id`.
+pub fn cancel_rq(message_id: u16) -> Vec<u8> {
+    encode_command(&InMemDicomObject::from_element_iter([
+        element(
+            tags::COMMAND_FIELD,
+            VR::US,
+            PrimitiveValue::from(C_CANCEL_RQ),
+        ),
+        element(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(message_id),
+        ),
+        element(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(NO_DATA_SET),
+        ),
+    ]))
 }
 
 /// Encodes a command set in Implicit VR Little Endian behind its (0000,0000) group length.

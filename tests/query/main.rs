@@ -2,7 +2,7 @@
 //! every level in the Patient Root and Study Root models (wildcards, case-insensitive names,
 //! date ranges, UID lists, a query matching nothing, the computed keys, keys of ancestor
 //! levels), the statuses of a query that does not fit its model, of the result limit and of a
-//! peer that may not query.
+//! peer that may not query; a C-CANCEL from a raw SCU.
 //! One server (SQLite + folder) holds three studies, two of them of one patient.
 
 #[path = "../common/mod.rs"]
@@ -13,8 +13,9 @@ use std::path::Path;
 
 use common::dcmtk::{self, FindResult, Model};
 use common::dicomgen::{Depth, Instance, Spec};
+use common::scu::{self, Scu};
 use common::server::{Server, ServerConfig};
-use dicom_core::Tag;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
@@ -304,6 +305,7 @@ async fn findscu_queries_every_level_of_both_models() {
     );
     assert_log_names_the_caller(&site.server.log);
     assert_queries_are_audited(&site.server).await;
+    cancel_ends_a_query(site.server.dicom_port).await;
 
     // A peer whose rule does not say `find`: 0124, nothing answered.
     let found = site
@@ -315,6 +317,53 @@ async fn findscu_queries_every_level_of_both_models() {
         .await;
     assert!(found.matches.is_empty(), "{}", found.output);
     assert!(found.status.contains("0x124"), "{}", found.output);
+}
+
+/// A C-CANCEL sent right behind the query ends it with status FE00 after the match in
+/// flight, and the association goes on.
+async fn cancel_ends_a_query(port: u16) {
+    let (responses, echo) = scu::blocking(move || {
+        let contexts: &[(&str, &[&str])] = &[
+            (scu::VERIFICATION, &[scu::IMPLICIT_LE]),
+            (scu::STUDY_ROOT_FIND, &[scu::EXPLICIT_LE]),
+        ];
+        let mut peer = Scu::connect(port, dcmtk::CALLING_AET, "ORTHWEB", contexts).unwrap();
+        let context = peer.context_id(scu::STUDY_ROOT_FIND);
+        let id = peer.message_id();
+        let command = scu::request(
+            scu::C_FIND_RQ,
+            id,
+            Some(scu::STUDY_ROOT_FIND),
+            None,
+            scu::HAS_DATA_SET,
+        );
+        peer.send_command(context, &scu::encode_command(&command))
+            .unwrap();
+        let identifier = scu::encode_explicit_le(&InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::QUERY_RETRIEVE_LEVEL,
+                VR::CS,
+                PrimitiveValue::from("IMAGE "),
+            ),
+            DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::Empty),
+        ]));
+        peer.send_data(context, &identifier, true).unwrap();
+        peer.send_command(context, &scu::cancel_rq(id)).unwrap();
+        let responses = peer.receive_until_final().unwrap();
+        let echo = peer.echo().unwrap();
+        peer.release().unwrap();
+        (responses, echo)
+    })
+    .await;
+    let (last, _) = responses.last().unwrap();
+    assert_eq!(last.status, 0xFE00, "{responses:?}");
+    // The query matches every instance (11, past the limit of 7); far fewer are sent.
+    assert!(responses.len() - 1 < FIND_LIMIT, "{responses:?}");
+    for (pending, data_set) in &responses[..responses.len() - 1] {
+        assert_eq!(pending.status, 0xFF00);
+        assert!(!data_set.is_empty(), "a pending response without its match");
+    }
+    assert_eq!(echo.status, 0);
 }
 
 /// Each query is in the audit trail, with the peer's address and calling AE title (events
