@@ -3,7 +3,7 @@
 //! date ranges, UID lists, a query matching nothing, the computed keys, keys of ancestor
 //! levels), the statuses of a query that does not fit its model, of the result limit and of a
 //! peer that may not query; a C-CANCEL from a raw SCU.
-//! One server (SQLite + folder) holds three studies, two of them of one patient.
+//! Each of two servers (SQLite, PostgreSQL) holds three studies, two of them of one patient.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -13,6 +13,7 @@ use std::path::Path;
 
 use common::dcmtk::{self, FindResult, Model};
 use common::dicomgen::{Depth, Instance, Spec};
+use common::pg::PgCluster;
 use common::scu::{self, Scu};
 use common::server::{Server, ServerConfig};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -69,11 +70,8 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-async fn start() -> Option<Site> {
-    if !dcmtk::require_tool("storescu") || !dcmtk::require_tool("findscu") {
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
+/// The three studies stored on a new server, its index at `index_url` (None: SQLite).
+async fn start(work: tempfile::TempDir, index_url: Option<String>) -> Site {
     let mut a = Spec::new(1);
     a.add_series("MR", 2, 64, 64, 1, Depth::U12);
     let mut b = Spec::new(2);
@@ -84,9 +82,13 @@ async fn start() -> Option<Site> {
     c.study_date = "20220101".into();
     let write = |spec: &Spec, name: &str| spec.write(&work.path().join(name)).unwrap();
     let (a, b, c) = (write(&a, "a"), write(&b, "b"), write(&c, "c"));
+    let mut config = ServerConfig::default();
+    if let Some(url) = index_url {
+        config = config.arg("--index").arg(url);
+    }
     let server = Server::start(
         &work.path().join("data"),
-        ServerConfig::default()
+        config
             .env("ORTHWEB_DICOM_FIND_LIMIT", FIND_LIMIT.to_string())
             // The test kit's SCUs may store and query; any other peer may only store.
             .env(
@@ -100,20 +102,40 @@ async fn start() -> Option<Site> {
     let dirs = ["a", "b", "c"].map(|d| work.path().join(d));
     let out = dcmtk::storescu("127.0.0.1", server.dicom_port, "ORTHWEB", &dirs, &[]).await;
     assert!(out.status.success(), "storescu: {}", dcmtk::text(&out));
-    Some(Site {
+    Site {
         server,
         a,
         b,
         c,
         work,
-    })
+    }
+}
+
+fn tools_installed() -> bool {
+    dcmtk::require_tool("storescu") && dcmtk::require_tool("findscu")
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn findscu_queries_every_level_of_both_models() {
-    let Some(site) = start().await else {
+async fn sqlite_answers_findscu_at_every_level_of_both_models() {
+    if !tools_installed() {
+        return;
+    }
+    exercise(&start(tempfile::tempdir().unwrap(), None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_answers_findscu_at_every_level_of_both_models() {
+    if !tools_installed() {
+        return;
+    }
+    let Some(pg) = tokio::task::block_in_place(PgCluster::start) else {
         return;
     };
+    let url = tokio::task::block_in_place(|| pg.create_database("query"));
+    exercise(&start(tempfile::tempdir().unwrap(), Some(url)).await).await;
+}
+
+async fn exercise(site: &Site) {
     let (a, b, c) = (
         &site.a[0].study_uid,
         &site.b[0].study_uid,
@@ -172,7 +194,7 @@ async fn findscu_queries_every_level_of_both_models() {
 
     // Date ranges, closed and open.
     let by_date = |range: &'static str| {
-        let site = &site;
+        let site = &*site;
         async move {
             let key = format!("StudyDate={range}");
             let found = site
