@@ -47,6 +47,11 @@ const COMPUTED: &[(Tag, &str, Level)] = &[
         Level::Series,
     ),
     (tags::MODALITIES_IN_STUDY, "ModalitiesInStudy", Level::Study),
+    (
+        tags::SOP_CLASSES_IN_STUDY,
+        "SOPClassesInStudy",
+        Level::Study,
+    ),
 ];
 
 /// Why a query cannot be answered, as a C-FIND status.
@@ -183,7 +188,7 @@ impl<'a> Answers<'a> {
                 Some(self.retrieve_aet.to_string())
             } else if let Some((_, name, _)) = COMPUTED.iter().find(|(t, _, _)| *t == tag) {
                 found.computed.get(*name).map(|v| {
-                    // The index lists modalities with commas; DICOM separates values with `\`.
+                    // The index lists values with commas; DICOM separates them with `\`.
                     v.replace(',', "\\")
                 })
             } else if let Some(keyword) = keyword_of(tag) {

@@ -59,6 +59,7 @@ pub struct Found {
 /// Tags Orthanc computes rather than reads, by the level they apply to.
 const COMPUTED: &[(&str, Level)] = &[
     ("ModalitiesInStudy", Level::Study),
+    ("SOPClassesInStudy", Level::Study),
     ("NumberOfStudyRelatedSeries", Level::Study),
     ("NumberOfStudyRelatedInstances", Level::Study),
     ("NumberOfSeriesRelatedInstances", Level::Series),
@@ -291,6 +292,17 @@ fn computed_column(backend: Backend, name: &str, level: Level) -> Option<String>
             }
             Backend::Postgres => {
                 "(SELECT string_agg(DISTINCT m.modality, ',') FROM series m WHERE m.study = r.id)"
+            }
+        }
+        .to_string(),
+        "SOPClassesInStudy" => match backend {
+            Backend::Sqlite => {
+                "(SELECT group_concat(DISTINCT m.sop_class_uid) FROM instances m \
+                 JOIN series ms ON ms.id = m.series WHERE ms.study = r.id)"
+            }
+            Backend::Postgres => {
+                "(SELECT string_agg(DISTINCT m.sop_class_uid, ',') FROM instances m \
+                 JOIN series ms ON ms.id = m.series WHERE ms.study = r.id)"
             }
         }
         .to_string(),

@@ -170,6 +170,7 @@ async fn exercise(site: &Site) {
                 "PatientName=test^patient*",
                 "StudyInstanceUID",
                 "ModalitiesInStudy",
+                "SOPClassesInStudy",
                 "NumberOfStudyRelatedSeries",
                 "NumberOfStudyRelatedInstances",
                 "PatientID",
@@ -188,6 +189,12 @@ async fn exercise(site: &Site) {
         .map(str::to_string)
         .collect();
     assert_eq!(modalities, set(&["CT", "MR"]));
+    let classes: BTreeSet<String> = text(study_a, tags::SOP_CLASSES_IN_STUDY)
+        .split('\\')
+        .map(str::to_string)
+        .collect();
+    let expected: BTreeSet<String> = site.a.iter().map(|i| i.sop_class_uid.clone()).collect();
+    assert_eq!(classes, expected);
     assert_eq!(text(study_a, tags::NUMBER_OF_STUDY_RELATED_SERIES), "2");
     assert_eq!(text(study_a, tags::NUMBER_OF_STUDY_RELATED_INSTANCES), "5");
     assert_eq!(text(study_a, tags::PATIENT_ID), "PID1");
