@@ -167,6 +167,16 @@ pub fn is_uid(keyword: &str) -> bool {
         .is_some_and(|entry| matches!(entry.vr(), VirtualVr::Exact(VR::UI)))
 }
 
+/// Whether a tag holds person names (VR PN).
+pub fn is_person_name(keyword: &str) -> bool {
+    use dicom_core::VR;
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let dictionary = dicom_dictionary_std::StandardDataDictionary;
+    dictionary
+        .by_name(keyword)
+        .is_some_and(|entry| matches!(entry.vr(), VirtualVr::Exact(VR::PN)))
+}
+
 /// Whether a tag holds a date, a time or both (DA, TM, DT), where `-` means a range.
 pub fn is_date_or_time(keyword: &str) -> bool {
     use dicom_core::VR;

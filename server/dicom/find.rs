@@ -138,9 +138,10 @@ impl Query {
             request: FindRequest {
                 level,
                 query,
-                // Names match whatever their case, as dcmtk and Orthanc do; UIDs are matched
-                // as written by the index whatever this says.
-                case_sensitive: false,
+                // Text is matched as written (PS3.4 C.2.2.2.1), except person names, which
+                // match whatever their case, as in dcmtk and Orthanc.
+                case_sensitive: true,
+                names_any_case: true,
                 since: 0,
                 limit: None,
                 order_by: Vec::new(),

@@ -164,6 +164,7 @@ pub(crate) fn parse_find(body: &Value) -> Result<(FindRequest, bool), ApiError> 
         level,
         query,
         case_sensitive: flag("CaseSensitive", false)?,
+        names_any_case: false,
         since: count("Since")?.unwrap_or(0),
         // 0 means no limit, as in Orthanc.
         limit: count("Limit")?.filter(|limit| *limit > 0),

@@ -54,6 +54,7 @@ mod tests {
             level,
             query: vec![(tag.to_string(), value.to_string())],
             case_sensitive,
+            names_any_case: false,
             since: 0,
             limit: None,
             order_by: Vec::new(),

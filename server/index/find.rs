@@ -17,6 +17,9 @@ pub struct FindRequest {
     /// Tag (keyword or `gggg,eeee`) → pattern, as in Orthanc's `Query`.
     pub query: Vec<(String, String)>,
     pub case_sensitive: bool,
+    /// Person names match whatever their case, even when `case_sensitive` (C-FIND's rule in
+    /// dcmtk and Orthanc).
+    pub names_any_case: bool,
     pub since: u64,
     pub limit: Option<u64>,
     pub order_by: Vec<OrderBy>,
@@ -351,7 +354,9 @@ impl FindSql {
                 main_tags::keyword(name)
                     .ok_or_else(|| FindError::Invalid(format!("unknown DICOM tag {name:?}")))?
             };
-            statement.constrain(&keyword, pattern, request.case_sensitive)?;
+            let case_sensitive = request.case_sensitive
+                && !(request.names_any_case && main_tags::is_person_name(&keyword));
+            statement.constrain(&keyword, pattern, case_sensitive)?;
         }
         if let Some((parent_level, parent_id)) = &request.parent {
             if *parent_level >= level {

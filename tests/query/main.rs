@@ -199,6 +199,15 @@ async fn exercise(site: &Site) {
     assert_eq!(text(study_a, tags::NUMBER_OF_STUDY_RELATED_INSTANCES), "5");
     assert_eq!(text(study_a, tags::PATIENT_ID), "PID1");
 
+    // Other text is matched as written: the accession number is stored as ACC1.
+    for (accession, expected) in [("ACC1", 1), ("acc1", 0), ("acc*", 0), ("AC?1", 1)] {
+        let key = format!("AccessionNumber={accession}");
+        let found = site
+            .find(Model::StudyRoot, &["QueryRetrieveLevel=STUDY", &key])
+            .await;
+        assert_eq!(found.matches.len(), expected, "{key}: {}", found.output);
+    }
+
     // Date ranges, closed and open.
     let by_date = |range: &'static str| {
         let site = &*site;

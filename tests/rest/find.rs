@@ -635,6 +635,7 @@ pub async fn postgres_plans_use_indexes(pg: &PgCluster, db: &str) {
                 level,
                 query: vec![(tag.to_string(), value.to_string())],
                 case_sensitive,
+                names_any_case: false,
                 since: 0,
                 limit: None,
                 order_by: Vec::new(),
