@@ -360,14 +360,15 @@ where
                     Ok(data) => data,
                     Err(e) => {
                         warn!(peer = %self.peer, error = %e, "C-FIND failed");
-                        return self
-                            .respond(
-                                request,
-                                context_id,
-                                status::OUT_OF_RESOURCES,
-                                Some("the index is unavailable"),
-                            )
-                            .await;
+                        let (code, comment) = match e {
+                            find::AnswerError::Index(_) => {
+                                (status::OUT_OF_RESOURCES, "the index is unavailable")
+                            }
+                            find::AnswerError::Encode(_) => {
+                                (status::UNABLE_TO_PROCESS, "cannot encode the matches")
+                            }
+                        };
+                        return self.respond(request, context_id, code, Some(comment)).await;
                     }
                 };
                 self.respond_with_data_set(request, context_id, status::PENDING, data)

@@ -10,6 +10,9 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::{
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN as DEFLATED, EXPLICIT_VR_LITTLE_ENDIAN,
+};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use serde_json::{Map, Value};
 
@@ -63,6 +66,16 @@ pub enum QueryError {
     /// C000: the identifier cannot be read.
     #[error("{0}")]
     UnableToProcess(String),
+}
+
+/// Why a match could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The identifier cannot be written in the context's transfer syntax.
+    #[error("cannot encode the identifier: {0}")]
+    Encode(String),
 }
 
 /// A parsed C-FIND identifier.
@@ -174,7 +187,11 @@ impl<'a> Answers<'a> {
     }
 
     /// The identifier answering `found`, encoded in `ts_uid`.
-    pub async fn identifier(&mut self, found: &Found, ts_uid: &str) -> Result<Vec<u8>, IndexError> {
+    pub async fn identifier(
+        &mut self,
+        found: &Found,
+        ts_uid: &str,
+    ) -> Result<Vec<u8>, AnswerError> {
         let level = self.query.request.level;
         let mut tags_by_level = vec![(level, found.resource.main_tags.clone())];
         if let Some(patient) = &found.resource.patient_tags {
@@ -219,11 +236,30 @@ impl<'a> Answers<'a> {
         };
         let ts = TransferSyntaxRegistry
             .get(ts_uid)
-            .expect("the context's transfer syntax was checked with the query");
+            .ok_or_else(|| AnswerError::Encode(format!("unknown transfer syntax {ts_uid}")))?;
+        let encode = |e: &dyn std::fmt::Display| AnswerError::Encode(e.to_string());
         let mut bytes = Vec::new();
+        if ts.uid() == DEFLATED.uid() {
+            // dicom-rs reads deflated data sets but writes them uncompressed: the identifier
+            // is written in explicit VR little endian, then deflated (raw, as PS3.5 A.5 says).
+            object
+                .write_dataset_with_ts_cs(&mut bytes, &EXPLICIT_VR_LITTLE_ENDIAN.erased(), charset)
+                .map_err(|e| encode(&e))?;
+            let mut deflater = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(bytes.len()),
+                flate2::Compression::default(),
+            );
+            std::io::Write::write_all(&mut deflater, &bytes).map_err(|e| encode(&e))?;
+            let mut deflated = deflater.finish().map_err(|e| encode(&e))?;
+            // Padded to even length with a NUL, as PS3.5 A.5 asks (dcmtk refuses odd PDVs).
+            if deflated.len() % 2 == 1 {
+                deflated.push(0);
+            }
+            return Ok(deflated);
+        }
         object
             .write_dataset_with_ts_cs(&mut bytes, ts, charset)
-            .expect("writing an identifier to memory cannot fail");
+            .map_err(|e| encode(&e))?;
         Ok(bytes)
     }
 

@@ -61,7 +61,7 @@ pub struct FindResult {
 }
 
 /// C-FIND with `keys` (`Keyword=value`, or `Keyword` for a return key) to `host:port` as
-/// `calling_aet`, the responses extracted to files in `out_dir` (which must be empty) and read
+/// `calling_aet` (with `extra_args`, e.g. `-xd`), the responses extracted to files in `out_dir` (which must be empty) and read
 /// back.
 pub async fn findscu(
     host: &str,
@@ -70,6 +70,7 @@ pub async fn findscu(
     called_aet: &str,
     model: Model,
     keys: &[&str],
+    extra_args: &[&str],
     out_dir: &Path,
 ) -> FindResult {
     let mut cmd = Command::new("findscu");
@@ -79,7 +80,7 @@ pub async fn findscu(
         Model::StudyRoot => "-S",
     });
     cmd.args(TIMEOUTS);
-    cmd.arg("-X").arg("-od").arg(out_dir);
+    cmd.arg("-X").arg("-od").arg(out_dir).args(extra_args);
     for key in keys {
         cmd.arg("-k").arg(key);
     }

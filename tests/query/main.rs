@@ -40,6 +40,16 @@ impl Site {
     }
 
     async fn find_as(&self, calling_aet: &str, model: Model, keys: &[&str]) -> FindResult {
+        self.find_with(calling_aet, model, keys, &[]).await
+    }
+
+    async fn find_with(
+        &self,
+        calling_aet: &str,
+        model: Model,
+        keys: &[&str],
+        args: &[&str],
+    ) -> FindResult {
         let out = tempfile::tempdir_in(self.work.path()).unwrap();
         dcmtk::findscu(
             "127.0.0.1",
@@ -48,6 +58,7 @@ impl Site {
             "ORTHWEB",
             model,
             keys,
+            args,
             out.path(),
         )
         .await
@@ -226,6 +237,22 @@ async fn exercise(site: &Site) {
     assert_eq!(by_date("20230101-20241231").await, set(&[a, b]));
     assert_eq!(by_date("-20221231").await, set(&[c]));
     assert_eq!(by_date("20240131").await, set(&[a]));
+
+    // The same over a deflated presentation context: identifiers inflated and deflated.
+    let found = site
+        .find_with(
+            dcmtk::CALLING_AET,
+            Model::StudyRoot,
+            &[
+                "QueryRetrieveLevel=STUDY",
+                "PatientName=TEST^PATIENT1",
+                "StudyInstanceUID",
+            ],
+            &["-xd"],
+        )
+        .await;
+    assert_eq!(found.status, "Success", "{}", found.output);
+    assert_eq!(values(&found, tags::STUDY_INSTANCE_UID), set(&[a, c]));
 
     // A list of UIDs.
     let list = format!("StudyInstanceUID={a}\\{c}");
