@@ -60,11 +60,10 @@ pub struct FindResult {
     pub output: String,
 }
 
-/// C-FIND with `keys` (`Keyword=value`, or `Keyword` for a return key) to `host:port` as
+/// C-FIND with `keys` (`Keyword=value`, or `Keyword` for a return key) to `127.0.0.1:port` as
 /// `calling_aet` (with `extra_args`, e.g. `-xd`), the responses extracted to files in `out_dir` (which must be empty) and read
 /// back.
 pub async fn findscu(
-    host: &str,
     port: u16,
     calling_aet: &str,
     called_aet: &str,
@@ -84,7 +83,7 @@ pub async fn findscu(
     for key in keys {
         cmd.arg("-k").arg(key);
     }
-    cmd.arg(host).arg(port.to_string());
+    cmd.arg("127.0.0.1").arg(port.to_string());
     let out = run(cmd).await;
     let output = text(&out);
     assert!(out.status.success(), "findscu: {output}");

@@ -52,7 +52,6 @@ impl Site {
     ) -> FindResult {
         let out = tempfile::tempdir_in(self.work.path()).unwrap();
         dcmtk::findscu(
-            "127.0.0.1",
             self.server.dicom_port,
             calling_aet,
             "ORTHWEB",
