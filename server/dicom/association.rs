@@ -613,18 +613,9 @@ where
         code: u16,
         comment: Option<&str>,
     ) -> Result<(), AssociationError> {
-        let data = dimse::response(request, code, comment);
-        self.association
-            .send(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context_id,
-                    value_type: PDataValueType::Command,
-                    is_last: true,
-                    data,
-                }],
-            })
-            .await?;
-        Ok(())
+        let command = dimse::response(request, code, comment);
+        self.send_pdv(context_id, PDataValueType::Command, true, command)
+            .await
     }
 
     /// A response followed by its data set, in PDUs no larger than the peer takes.
@@ -636,15 +627,7 @@ where
         data: Vec<u8>,
     ) -> Result<(), AssociationError> {
         let command = dimse::response_with_data_set(request, code);
-        self.association
-            .send(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: context_id,
-                    value_type: PDataValueType::Command,
-                    is_last: true,
-                    data: command,
-                }],
-            })
+        self.send_pdv(context_id, PDataValueType::Command, true, command)
             .await?;
         // A PDU holds the 6-byte item header and the value; 0 means no limit.
         let room = match self.association.requestor_max_pdu_length() {
@@ -653,17 +636,31 @@ where
         };
         let mut pieces = data.chunks(room).peekable();
         while let Some(piece) = pieces.next() {
-            self.association
-                .send(&Pdu::PData {
-                    data: vec![PDataValue {
-                        presentation_context_id: context_id,
-                        value_type: PDataValueType::Data,
-                        is_last: pieces.peek().is_none(),
-                        data: piece.to_vec(),
-                    }],
-                })
+            let is_last = pieces.peek().is_none();
+            self.send_pdv(context_id, PDataValueType::Data, is_last, piece.to_vec())
                 .await?;
         }
+        Ok(())
+    }
+
+    /// One PDV in a P-DATA-TF of its own.
+    async fn send_pdv(
+        &mut self,
+        presentation_context_id: u8,
+        value_type: PDataValueType,
+        is_last: bool,
+        data: Vec<u8>,
+    ) -> Result<(), AssociationError> {
+        self.association
+            .send(&Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id,
+                    value_type,
+                    is_last,
+                    data,
+                }],
+            })
+            .await?;
         Ok(())
     }
 

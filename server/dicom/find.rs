@@ -193,10 +193,6 @@ impl<'a> Answers<'a> {
         ts_uid: &str,
     ) -> Result<Vec<u8>, AnswerError> {
         let level = self.query.request.level;
-        let mut tags_by_level = vec![(level, found.resource.main_tags.clone())];
-        if let Some(patient) = &found.resource.patient_tags {
-            tags_by_level.push((Level::Patient, patient.clone()));
-        }
         let mut object = InMemDicomObject::new_empty();
         let mut non_ascii = false;
         for &(tag, vr) in &self.query.keys {
@@ -212,8 +208,7 @@ impl<'a> Answers<'a> {
             } else if let Some(keyword) = keyword_of(tag) {
                 match main_tags::level_of(&keyword) {
                     Some(tag_level) if tag_level <= level => {
-                        self.main_tag(&found.resource, &mut tags_by_level, tag_level, &keyword)
-                            .await?
+                        self.main_tag(&found.resource, tag_level, &keyword).await?
                     }
                     _ => None,
                 }
@@ -267,38 +262,44 @@ impl<'a> Answers<'a> {
     async fn main_tag(
         &mut self,
         resource: &Resource,
-        known: &mut Vec<(Level, Map<String, Value>)>,
         tag_level: Level,
         keyword: &str,
     ) -> Result<Option<String>, IndexError> {
-        if !known.iter().any(|(l, _)| *l == tag_level) {
-            // Walk up from the match to the level, reading each ancestor once per query.
-            let mut level = resource.level;
-            let mut parent = resource.parent.clone();
-            while level > tag_level {
-                let up = level.parent().expect("a level above");
-                let key = (up, parent.clone());
-                if !self.ancestors.contains_key(&key) {
-                    let read = match self.index.resource(up, &parent).await? {
-                        Some(ancestor) => (ancestor.main_tags, ancestor.parent),
-                        None => (Map::new(), String::new()),
-                    };
-                    self.ancestors.insert(key.clone(), read);
-                }
-                let (tags, grandparent) = &self.ancestors[&key];
-                if !known.iter().any(|(l, _)| *l == up) {
-                    known.push((up, tags.clone()));
-                }
-                parent = grandparent.clone();
-                level = up;
+        let tags = match (&resource.patient_tags, tag_level) {
+            (_, level) if level == resource.level => &resource.main_tags,
+            (Some(patient), Level::Patient) => patient,
+            _ => {
+                let key = self.ancestor(resource, tag_level).await?;
+                &self.ancestors[&key].0
             }
-        }
-        Ok(known
-            .iter()
-            .find(|(l, _)| *l == tag_level)
-            .and_then(|(_, tags)| tags.get(keyword))
+        };
+        Ok(tags
+            .get(keyword)
             .and_then(Value::as_str)
             .map(str::to_string))
+    }
+
+    /// The key of `resource`'s ancestor at `level` in `ancestors`, read (with those between)
+    /// if this query has not read it yet.
+    async fn ancestor(
+        &mut self,
+        resource: &Resource,
+        level: Level,
+    ) -> Result<(Level, String), IndexError> {
+        let mut key = (resource.level, resource.id.clone());
+        let mut parent = resource.parent.clone();
+        while key.0 > level {
+            key = (key.0.parent().expect("a level above"), parent);
+            if !self.ancestors.contains_key(&key) {
+                let read = match self.index.resource(key.0, &key.1).await? {
+                    Some(ancestor) => (ancestor.main_tags, ancestor.parent),
+                    None => (Map::new(), String::new()),
+                };
+                self.ancestors.insert(key.clone(), read);
+            }
+            parent = self.ancestors[&key].1.clone();
+        }
+        Ok(key)
     }
 }
 

@@ -44,13 +44,7 @@ where
 {
     fill(stream, buffer, PDU_HEADER).await?;
     let pdu_type = buffer[0];
-    let length = u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]);
-    if length > max_pdu_length {
-        return Err(ReceiveError::TooLarge {
-            length,
-            max: max_pdu_length,
-        });
-    }
+    let length = pdu_length(buffer, max_pdu_length)?;
     if pdu_type != P_DATA_TF {
         fill(stream, buffer, PDU_HEADER + length as usize).await?;
         let mut cursor = Cursor::new(&buffer[..]);
@@ -106,25 +100,15 @@ where
     S: AsyncRead + Unpin,
 {
     use futures::FutureExt;
-    let whole = |buffer: &BytesMut| {
-        buffer.len() >= PDU_HEADER
-            && buffer.len()
-                >= PDU_HEADER
-                    + u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]) as usize
-    };
     // Reads into `buffer` are cancel-safe: what a read took stays there.
-    while !whole(buffer) {
-        let wanted = if buffer.len() < PDU_HEADER {
-            PDU_HEADER - buffer.len()
+    loop {
+        let needed = if buffer.len() < PDU_HEADER {
+            PDU_HEADER
         } else {
-            let length = u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]);
-            if length > max_pdu_length {
-                return Err(ReceiveError::TooLarge {
-                    length,
-                    max: max_pdu_length,
-                });
-            }
-            PDU_HEADER + length as usize - buffer.len()
+            PDU_HEADER + pdu_length(buffer, max_pdu_length)? as usize
+        };
+        let Some(wanted) = needed.checked_sub(buffer.len()).filter(|n| *n > 0) else {
+            break;
         };
         buffer.reserve(wanted);
         match stream
@@ -141,6 +125,15 @@ where
         .now_or_never()
         .expect("a PDU already in the buffer is read without waiting")
         .map(Some)
+}
+
+/// The length field of the PDU header at the start of `buffer`, refused above `max`.
+fn pdu_length(buffer: &[u8], max: u32) -> Result<u32, ReceiveError> {
+    let length = u32::from_be_bytes([buffer[2], buffer[3], buffer[4], buffer[5]]);
+    if length > max {
+        return Err(ReceiveError::TooLarge { length, max });
+    }
+    Ok(length)
 }
 
 /// Reads until `buffer` holds at least `needed` bytes, never more than that from the stream.
