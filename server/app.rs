@@ -98,10 +98,14 @@ impl Application {
         // Users, sessions and the audit trail; creates the first admin when the HTTP listener
         // is reachable from other hosts and nobody could sign in.
         let auth = crate::auth::Auth::start(&settings, index.clone()).await?;
+        let modalities = crate::dicom::Modalities::new(settings.modalities.clone(), index.clone());
         let services = Services {
             ingest: ingest.clone(),
             audit: auth.audit.clone(),
             index: index.clone(),
+            modalities: modalities.clone(),
+            blobs: blobs.clone(),
+            caller: crate::dicom::scu::Caller::from_settings(&settings),
             aet: settings.aet.clone(),
             find_limit: settings.dicom_find_limit,
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
@@ -132,6 +136,7 @@ impl Application {
                 .or(dicom.tls_addr())
                 .map_or(0, |a| a.port()),
             http_port,
+            modalities,
             renderer: Arc::new(crate::render::Renderer::new(settings.render_cache_mb)),
             settings: Arc::new(settings),
             index,

@@ -70,14 +70,18 @@ pub struct Settings {
     pub check_called_aet: bool,
     /// Calling AE titles allowed to associate; empty allows any.
     pub allowed_calling_aets: Vec<String>,
-    /// Per-peer rules (`[[dicom_peers]]`: calling AE title, source address ranges, may
-    /// store or only echo). Empty admits any peer that passes the AE title checks.
-    pub dicom_peers: Vec<crate::dicom::PeerRule>,
+    /// The DICOM peers we know (`[[modalities]]`): AE title, where we reach them, the
+    /// addresses they call from and what they may do. More can be added over REST.
+    pub modalities: Vec<crate::dicom::Modality>,
+    /// What a peer that matches no modality may do: associate to C-ECHO, store, query
+    /// (C-FIND), retrieve with C-MOVE or with C-GET. With all off, only known peers associate.
+    pub dicom_always_allow_echo: bool,
+    pub dicom_always_allow_store: bool,
     /// Accept storage of SOP classes we do not know (Orthanc does by default).
     pub accept_unknown_sop_classes: bool,
-    /// Every admitted peer may query (C-FIND); otherwise only peers whose `[[dicom_peers]]`
-    /// rule says `find = true`.
     pub dicom_always_allow_find: bool,
+    pub dicom_always_allow_move: bool,
+    pub dicom_always_allow_get: bool,
     /// Most matches a C-FIND answers; past it the query ends with A700 (0: no limit).
     pub dicom_find_limit: u64,
     /// Largest PDU we accept, in bytes (at least 65536: dcmtk's association requests are larger
@@ -154,9 +158,13 @@ impl Default for Settings {
             aet: "ORTHWEB".into(),
             check_called_aet: false,
             allowed_calling_aets: Vec::new(),
-            dicom_peers: Vec::new(),
+            modalities: Vec::new(),
+            dicom_always_allow_echo: true,
+            dicom_always_allow_store: true,
             accept_unknown_sop_classes: true,
             dicom_always_allow_find: false,
+            dicom_always_allow_move: false,
+            dicom_always_allow_get: false,
             dicom_find_limit: 0,
             max_pdu_length: 131_072,
             dicom_timeout_secs: 60,
@@ -221,6 +229,35 @@ impl Settings {
             .extract()
             .map_err(Box::new)?;
         settings.validate()?;
+        let mut anonymous = 0;
+        settings.modalities = std::mem::take(&mut settings.modalities)
+            .into_iter()
+            .map(|mut m| {
+                if m.name.is_empty() && m.aet.trim() == "*" {
+                    anonymous += 1;
+                    if anonymous > 1 {
+                        m.name = format!("any-{anonymous}");
+                    }
+                }
+                m.validated()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConfigError::Value {
+                key: "modalities",
+                reason: e.to_string(),
+            })?;
+        let mut names: Vec<&str> = settings
+            .modalities
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::Value {
+                key: "modalities",
+                reason: format!("two modalities are named {:?}", twice[0]),
+            });
+        }
         if !settings.index_password_file.is_empty() {
             let path = &settings.index_password_file;
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Value {

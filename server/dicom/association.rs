@@ -26,6 +26,12 @@ pub struct Services {
     pub ingest: std::sync::Arc<Ingest>,
     /// The index C-FIND reads.
     pub index: Index,
+    /// The peers we know.
+    pub modalities: super::Modalities,
+    /// The stored files C-MOVE and C-GET send.
+    pub blobs: std::sync::Arc<dyn crate::storage::BlobStore>,
+    /// How we call C-MOVE destinations.
+    pub caller: super::scu::Caller,
     /// The audit trail, which records each query.
     pub audit: crate::auth::AuditLog,
     /// Our AE title (the Retrieve AE Title of C-FIND matches).
@@ -54,8 +60,8 @@ enum State {
     },
     /// Discarding the data set of a request we do not serve.
     SkipData { request: Command, context_id: u8 },
-    /// Reading the identifier of a C-FIND.
-    FindData {
+    /// Reading the identifier of a C-FIND, C-MOVE or C-GET.
+    Identifier {
         request: Command,
         context_id: u8,
         identifier: Vec<u8>,
@@ -79,13 +85,11 @@ pub enum AssociationError {
 }
 
 pub struct Handler<'a, S> {
-    association: AsyncServerAssociation<S>,
-    services: &'a Services,
-    peer: SocketAddr,
-    /// Whether the peer rules let this peer store.
-    may_store: bool,
-    /// Whether the peer rules let this peer query.
-    may_find: bool,
+    pub(super) association: AsyncServerAssociation<S>,
+    pub(super) services: &'a Services,
+    pub(super) peer: SocketAddr,
+    /// What this peer may do (modalities and `dicom_always_allow_*`).
+    pub(super) permissions: super::peers::Permissions,
 }
 
 impl<'a, S> Handler<'a, S>
@@ -96,15 +100,13 @@ where
         association: AsyncServerAssociation<S>,
         services: &'a Services,
         peer: SocketAddr,
-        may_store: bool,
-        may_find: bool,
+        permissions: super::peers::Permissions,
     ) -> Self {
         Handler {
             association,
             services,
             peer,
-            may_store,
-            may_find,
+            permissions,
         }
     }
 
@@ -226,7 +228,7 @@ where
                 self.refuse_operation(&request, context_id).await
             }
             (
-                State::FindData {
+                State::Identifier {
                     request,
                     context_id,
                     mut identifier,
@@ -235,19 +237,22 @@ where
             ) => {
                 if identifier.len() + pdv.data.len() > find::MAX_IDENTIFIER {
                     return Err(AssociationError::Protocol(format!(
-                        "a C-FIND identifier over {} bytes",
+                        "an identifier over {} bytes",
                         find::MAX_IDENTIFIER
                     )));
                 }
                 identifier.extend_from_slice(&pdv.data);
                 if !pdv.is_last {
-                    return Ok(State::FindData {
+                    return Ok(State::Identifier {
                         request,
                         context_id,
                         identifier,
                     });
                 }
-                self.find(&request, context_id, &identifier).await?;
+                match request.field {
+                    command::C_MOVE_RQ => self.r#move(&request, context_id, &identifier).await?,
+                    _ => self.find(&request, context_id, &identifier).await?,
+                }
                 Ok(State::Command(Vec::new()))
             }
             (_, value_type) => Err(AssociationError::Protocol(format!(
@@ -269,8 +274,8 @@ where
                 "presentation context {context_id} was not accepted"
             )));
         };
-        if !self.may_find {
-            warn!(peer = %self.peer, "C-FIND refused: this peer may not query (dicom_peers)");
+        if !self.permissions.find {
+            warn!(peer = %self.peer, "C-FIND refused: this peer may not query (modalities)");
             return self
                 .respond(
                     request,
@@ -392,9 +397,14 @@ where
             .await
     }
 
+    /// The peer's AE title.
+    pub(super) fn calling_aet(&self) -> String {
+        self.association.peer_ae_title().trim().to_string()
+    }
+
     /// Whether the peer has sent a C-CANCEL for `message_id` (looked at without waiting).
     /// Anything else arriving in the middle of an operation ends the association.
-    fn cancelled(&mut self, message_id: u16) -> Result<bool, AssociationError> {
+    pub(super) fn cancelled(&mut self, message_id: u16) -> Result<bool, AssociationError> {
         let max = self.association.acceptor_max_pdu_length();
         let (stream, buffer) = AsyncAssociation::get_mut(&mut self.association);
         let Some(pdu) = receive::ready_pdu(stream, buffer, max)? else {
@@ -414,7 +424,7 @@ where
         match cancel {
             Some(_) => Ok(true),
             None => Err(AssociationError::Protocol(format!(
-                "{} in the middle of a C-FIND",
+                "{} in the middle of an operation",
                 pdu_name(&pdu)
             ))),
         }
@@ -459,11 +469,13 @@ where
                     started,
                 })
             }
-            command::C_FIND_RQ if request.has_data_set => Ok(State::FindData {
-                request,
-                context_id,
-                identifier: Vec::new(),
-            }),
+            command::C_FIND_RQ | command::C_MOVE_RQ if request.has_data_set => {
+                Ok(State::Identifier {
+                    request,
+                    context_id,
+                    identifier: Vec::new(),
+                })
+            }
             command::C_CANCEL_RQ => Ok(State::Command(Vec::new())),
             field if field & command::RESPONSE_BIT != 0 => {
                 warn!(peer = %self.peer, field, "ignoring a response sent to us");
@@ -515,10 +527,10 @@ where
         abstract_syntax: &str,
         transfer_syntax: &str,
     ) -> Result<Box<Spool>, (u16, String)> {
-        if !self.may_store {
+        if !self.permissions.store {
             return Err((
                 status::NOT_AUTHORIZED,
-                "this peer may not store (dicom_peers)".into(),
+                "this peer may not store (modalities)".into(),
             ));
         }
         if announced.sop_instance_uid.is_empty() {
@@ -629,6 +641,15 @@ where
         let command = dimse::response_with_data_set(request, code);
         self.send_pdv(context_id, PDataValueType::Command, true, command)
             .await?;
+        self.send_data_set(context_id, data).await
+    }
+
+    /// A data set, in PDUs no larger than the peer takes.
+    pub(super) async fn send_data_set(
+        &mut self,
+        context_id: u8,
+        data: Vec<u8>,
+    ) -> Result<(), AssociationError> {
         // A PDU holds the 6-byte item header and the value; 0 means no limit.
         let room = match self.association.requestor_max_pdu_length() {
             0 => usize::MAX,
@@ -644,7 +665,7 @@ where
     }
 
     /// One PDV in a P-DATA-TF of its own.
-    async fn send_pdv(
+    pub(super) async fn send_pdv(
         &mut self,
         presentation_context_id: u8,
         value_type: PDataValueType,
@@ -664,7 +685,7 @@ where
         Ok(())
     }
 
-    fn accepted_context(&self, id: u8) -> Option<(String, String)> {
+    pub(super) fn accepted_context(&self, id: u8) -> Option<(String, String)> {
         self.association
             .presentation_contexts()
             .iter()

@@ -9,7 +9,9 @@ use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 /// Command Field values (PS3.7 E.1).
 pub mod command {
     pub const C_STORE_RQ: u16 = 0x0001;
+    pub const C_GET_RQ: u16 = 0x0010;
     pub const C_FIND_RQ: u16 = 0x0020;
+    pub const C_MOVE_RQ: u16 = 0x0021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
     /// Responses have this bit set.
@@ -37,6 +39,26 @@ pub mod status {
     pub const PENDING: u16 = 0xFF00;
     /// Cancel: the operation ended on the peer's C-CANCEL.
     pub const CANCEL: u16 = 0xFE00;
+    /// Refused: out of resources, unable to perform sub-operations (C-MOVE, C-GET).
+    pub const SUB_OPERATIONS_IMPOSSIBLE: u16 = 0xA702;
+    /// Refused: move destination unknown.
+    pub const MOVE_DESTINATION_UNKNOWN: u16 = 0xA801;
+    /// Warning: sub-operations complete, one or more failures or warnings.
+    pub const SUB_OPERATIONS_FAILED: u16 = 0xB000;
+
+    /// Whether a C-STORE status is a warning (the instance was stored): B000, B007, B006…
+    pub fn is_warning(code: u16) -> bool {
+        code & 0xF000 == 0xB000 || code == 0x0001
+    }
+}
+
+/// The counts a C-MOVE or C-GET response carries (PS3.7 9.3.4.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubOperations {
+    pub remaining: u16,
+    pub completed: u16,
+    pub failed: u16,
+    pub warning: u16,
 }
 
 /// Command Data Set Type value meaning "no data set follows".
@@ -50,6 +72,10 @@ pub struct Command {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub has_data_set: bool,
+    /// The Status of a response.
+    pub status: Option<u16>,
+    /// The Move Destination of a C-MOVE-RQ.
+    pub move_destination: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +116,8 @@ pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
         sop_class_uid: uid(&object, tags::AFFECTED_SOP_CLASS_UID),
         sop_instance_uid: uid(&object, tags::AFFECTED_SOP_INSTANCE_UID),
         has_data_set: data_set_type != NO_DATA_SET,
+        status: uint(&object, tags::STATUS),
+        move_destination: uid(&object, tags::MOVE_DESTINATION),
     })
 }
 
@@ -134,18 +162,95 @@ fn check_lengths(bytes: &[u8]) -> Result<(), DimseError> {
 /// Builds the response to `request` with `status`. An error comment (at most 64 characters)
 /// tells the peer what went wrong.
 pub fn response(request: &Command, status: u16, comment: Option<&str>) -> Vec<u8> {
-    command_set(request, status, comment, false)
+    command_set(request, status, comment, false, None)
 }
 
 /// A response to `request` after which a data set follows (a C-FIND match).
 pub fn response_with_data_set(request: &Command, status: u16) -> Vec<u8> {
-    command_set(request, status, None, true)
+    command_set(request, status, None, true, None)
+}
+
+/// A C-MOVE or C-GET response with its sub-operation counts; a data set (the Failed SOP
+/// Instance UID List) follows when `data_set`.
+pub fn retrieve_response(
+    request: &Command,
+    status: u16,
+    counts: SubOperations,
+    comment: Option<&str>,
+    data_set: bool,
+) -> Vec<u8> {
+    command_set(request, status, comment, data_set, Some(counts))
+}
+
+/// A C-STORE-RQ; `originator` is the calling AE title and Message ID of the C-MOVE it serves.
+pub fn store_request(
+    message_id: u16,
+    sop_class_uid: &str,
+    sop_instance_uid: &str,
+    originator: Option<(&str, u16)>,
+) -> Vec<u8> {
+    let mut object = InMemDicomObject::new_empty();
+    put_uid(&mut object, tags::AFFECTED_SOP_CLASS_UID, sop_class_uid);
+    put_us(&mut object, tags::COMMAND_FIELD, command::C_STORE_RQ);
+    put_us(&mut object, tags::MESSAGE_ID, message_id);
+    put_us(&mut object, tags::PRIORITY, 0);
+    put_us(&mut object, tags::COMMAND_DATA_SET_TYPE, DATA_SET);
+    put_uid(
+        &mut object,
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        sop_instance_uid,
+    );
+    if let Some((aet, id)) = originator {
+        let mut aet = aet.trim().to_string();
+        if aet.len() % 2 == 1 {
+            aet.push(' ');
+        }
+        object.put(DataElement::new(
+            tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE,
+            VR::AE,
+            PrimitiveValue::from(aet),
+        ));
+        put_us(&mut object, tags::MOVE_ORIGINATOR_MESSAGE_ID, id);
+    }
+    with_group_length(&object)
+}
+
+/// A C-ECHO-RQ.
+pub fn echo_request(message_id: u16) -> Vec<u8> {
+    let mut object = InMemDicomObject::new_empty();
+    put_uid(
+        &mut object,
+        tags::AFFECTED_SOP_CLASS_UID,
+        super::syntaxes::VERIFICATION,
+    );
+    put_us(&mut object, tags::COMMAND_FIELD, command::C_ECHO_RQ);
+    put_us(&mut object, tags::MESSAGE_ID, message_id);
+    put_us(&mut object, tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET);
+    with_group_length(&object)
+}
+
+fn put_uid(object: &mut InMemDicomObject, tag: Tag, uid: &str) {
+    object.put(DataElement::new(
+        tag,
+        VR::UI,
+        PrimitiveValue::from(even_uid(uid)),
+    ));
+}
+
+fn put_us(object: &mut InMemDicomObject, tag: Tag, value: u16) {
+    object.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
 }
 
 /// Command Data Set Type of a command that a data set follows (any value but 0101H).
 const DATA_SET: u16 = 0x0102;
 
-fn command_set(request: &Command, status: u16, comment: Option<&str>, data_set: bool) -> Vec<u8> {
+fn command_set(
+    request: &Command,
+    status: u16,
+    comment: Option<&str>,
+    data_set: bool,
+    counts: Option<SubOperations>,
+) -> Vec<u8> {
     let mut object = InMemDicomObject::new_empty();
     if !request.sop_class_uid.is_empty() {
         object.put(DataElement::new(
@@ -181,6 +286,31 @@ fn command_set(request: &Command, status: u16, comment: Option<&str>, data_set: 
             PrimitiveValue::from(even_uid(&request.sop_instance_uid)),
         ));
     }
+    if let Some(counts) = counts {
+        // Remaining is only meaningful while pending (PS3.4 C.4.2.1.6).
+        if status == self::status::PENDING {
+            put_us(
+                &mut object,
+                tags::NUMBER_OF_REMAINING_SUBOPERATIONS,
+                counts.remaining,
+            );
+        }
+        put_us(
+            &mut object,
+            tags::NUMBER_OF_COMPLETED_SUBOPERATIONS,
+            counts.completed,
+        );
+        put_us(
+            &mut object,
+            tags::NUMBER_OF_FAILED_SUBOPERATIONS,
+            counts.failed,
+        );
+        put_us(
+            &mut object,
+            tags::NUMBER_OF_WARNING_SUBOPERATIONS,
+            counts.warning,
+        );
+    }
     if let Some(comment) = comment {
         let mut text: String = comment
             .chars()
@@ -196,6 +326,11 @@ fn command_set(request: &Command, status: u16, comment: Option<&str>, data_set: 
             PrimitiveValue::from(text),
         ));
     }
+    with_group_length(&object)
+}
+
+/// The command set's bytes, Command Group Length first.
+fn with_group_length(object: &InMemDicomObject) -> Vec<u8> {
     let mut body = Vec::with_capacity(256);
     object
         .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
@@ -229,6 +364,7 @@ mod tests {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             sop_instance_uid: "1.2.3".into(),
             has_data_set: true,
+            ..Command::default()
         };
         let bytes = response(&request, status::CANNOT_UNDERSTAND, Some("bad"));
         let length = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;

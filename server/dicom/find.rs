@@ -19,6 +19,40 @@ use serde_json::{Map, Value};
 use crate::index::{FindRequest, Found, Index, IndexError, Level, Resource};
 use crate::main_tags;
 
+/// Writes an identifier in `ts_uid`, deflating it ourselves for the deflated syntax.
+pub fn encode(
+    object: &InMemDicomObject,
+    ts_uid: &str,
+    charset: SpecificCharacterSet,
+) -> Result<Vec<u8>, String> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    let mut bytes = Vec::new();
+    if ts.uid() == DEFLATED.uid() {
+        // dicom-rs reads deflated data sets but writes them uncompressed: the identifier is
+        // written in explicit VR little endian, then deflated (raw, as PS3.5 A.5 says).
+        object
+            .write_dataset_with_ts_cs(&mut bytes, &EXPLICIT_VR_LITTLE_ENDIAN.erased(), charset)
+            .map_err(|e| e.to_string())?;
+        let mut deflater = flate2::write::DeflateEncoder::new(
+            Vec::with_capacity(bytes.len()),
+            flate2::Compression::default(),
+        );
+        std::io::Write::write_all(&mut deflater, &bytes).map_err(|e| e.to_string())?;
+        let mut deflated = deflater.finish().map_err(|e| e.to_string())?;
+        // Padded to even length with a NUL, as PS3.5 A.5 asks (dcmtk refuses odd PDVs).
+        if deflated.len() % 2 == 1 {
+            deflated.push(0);
+        }
+        return Ok(deflated);
+    }
+    object
+        .write_dataset_with_ts_cs(&mut bytes, ts, charset)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 /// Patient Root Query/Retrieve Information Model - FIND.
 pub const PATIENT_ROOT: &str = "1.2.840.10008.5.1.4.1.2.1.1";
 /// Study Root Query/Retrieve Information Model - FIND.
@@ -229,33 +263,7 @@ impl<'a> Answers<'a> {
         } else {
             SpecificCharacterSet::default()
         };
-        let ts = TransferSyntaxRegistry
-            .get(ts_uid)
-            .ok_or_else(|| AnswerError::Encode(format!("unknown transfer syntax {ts_uid}")))?;
-        let encode = |e: &dyn std::fmt::Display| AnswerError::Encode(e.to_string());
-        let mut bytes = Vec::new();
-        if ts.uid() == DEFLATED.uid() {
-            // dicom-rs reads deflated data sets but writes them uncompressed: the identifier
-            // is written in explicit VR little endian, then deflated (raw, as PS3.5 A.5 says).
-            object
-                .write_dataset_with_ts_cs(&mut bytes, &EXPLICIT_VR_LITTLE_ENDIAN.erased(), charset)
-                .map_err(|e| encode(&e))?;
-            let mut deflater = flate2::write::DeflateEncoder::new(
-                Vec::with_capacity(bytes.len()),
-                flate2::Compression::default(),
-            );
-            std::io::Write::write_all(&mut deflater, &bytes).map_err(|e| encode(&e))?;
-            let mut deflated = deflater.finish().map_err(|e| encode(&e))?;
-            // Padded to even length with a NUL, as PS3.5 A.5 asks (dcmtk refuses odd PDVs).
-            if deflated.len() % 2 == 1 {
-                deflated.push(0);
-            }
-            return Ok(deflated);
-        }
-        object
-            .write_dataset_with_ts_cs(&mut bytes, ts, charset)
-            .map_err(|e| encode(&e))?;
-        Ok(bytes)
+        encode(&object, ts_uid, charset).map_err(AnswerError::Encode)
     }
 
     /// The value of a main tag of `tag_level`, from the match itself or one of its ancestors.

@@ -5,8 +5,12 @@ pub(crate) mod association;
 mod busy;
 pub mod dimse;
 mod find;
+pub mod modalities;
 mod peers;
 pub(crate) mod receive;
+mod retrieve;
+pub(crate) mod scu;
+mod send;
 pub mod syntaxes;
 
 use std::net::SocketAddr;
@@ -21,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use association::Services;
-use peers::PeerPolicy;
-pub use peers::PeerRule;
+pub use modalities::{Modalities, Modality};
+use peers::{PeerPolicy, Permissions};
 
 use crate::config::Settings;
 
@@ -78,9 +82,15 @@ impl DicomServer {
         let policy = PeerPolicy {
             check_called: settings.check_called_aet,
             allowed_calling: settings.allowed_calling_aets.clone().into(),
-            rules: settings.dicom_peers.clone().into(),
+            modalities: Vec::new().into(),
             address: None,
-            always_allow_find: settings.dicom_always_allow_find,
+            unknown: Permissions {
+                store: settings.dicom_always_allow_store,
+                find: settings.dicom_always_allow_find,
+                r#move: settings.dicom_always_allow_move,
+                get: settings.dicom_always_allow_get,
+            },
+            unknown_may_echo: settings.dicom_always_allow_echo,
         };
         let mut options = ServerAssociationOptions::new()
             .ae_access_control(policy.clone())
@@ -211,8 +221,18 @@ impl DicomServer {
             return;
         };
         drop(waiting);
+        // Read for each association, so that a peer added over REST (on any replica) counts
+        // from the next one.
+        let modalities = match self.services.modalities.all().await {
+            Ok(all) => all,
+            Err(e) => {
+                warn!(error = %e, "cannot read the DICOM peers from the index: using the settings' alone");
+                self.services.modalities.configured()
+            }
+        };
         let policy = PeerPolicy {
             address: Some(peer.ip()),
+            modalities: modalities.into(),
             ..self.policy.clone()
         };
         let options = self.options.clone().ae_access_control(policy.clone());
@@ -279,12 +299,9 @@ async fn run_association<S>(
 {
     let calling = established.peer_ae_title().to_string();
     info!(calling_aet = %calling, called_aet = established.called_ae_title(), "association accepted");
-    let may_store = policy.may_store(&calling);
-    if !may_store {
-        info!(calling_aet = %calling, "this peer may echo but not store (dicom_peers)");
-    }
-    let may_find = policy.may_find(&calling);
-    let handler = association::Handler::new(established, services, peer, may_store, may_find);
+    let permissions = policy.permissions(&calling);
+    debug!(calling_aet = %calling, ?permissions, "permissions");
+    let handler = association::Handler::new(established, services, peer, permissions);
     if let Err(e) = handler.run().await {
         warn!(calling_aet = %calling, error = %e, "association ended with an error");
     }

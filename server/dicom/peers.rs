@@ -1,46 +1,56 @@
-//! Who may associate and who may store: the called AE title check, the list of allowed calling
-//! AE titles, and per-peer rules (calling AE title, source address ranges, what the peer may do).
+//! Who may associate and what they may do: the called AE title check, the list of allowed
+//! calling AE titles, and the known peers (`modalities`: calling AE title, source address
+//! ranges, permissions), with `dicom_always_allow_*` for everyone else.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use super::modalities::Modality;
 use tracing::warn;
 
-/// One `[[dicom_peers]]` entry of the settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerRule {
-    /// Calling AE title, or `*` for any.
-    pub aet: String,
-    /// Source address ranges (`10.1.2.0/24`, `192.168.0.7/32`); empty for any.
-    #[serde(default)]
-    pub addresses: Vec<IpNet>,
-    /// May C-STORE; without it the peer may only C-ECHO.
-    #[serde(default = "yes")]
+/// What a peer may do once admitted (it may always echo).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
     pub store: bool,
-    /// May query (C-FIND), unless `dicom_always_allow_find` lets every admitted peer.
-    #[serde(default)]
     pub find: bool,
+    pub r#move: bool,
+    pub get: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
-impl PeerRule {
-    fn matches(&self, calling_aet: &str, address: Option<IpAddr>) -> bool {
-        let aet = self.aet.trim();
-        (aet == "*" || aet == calling_aet.trim())
-            && (self.addresses.is_empty()
-                || address.is_some_and(|a| {
-                    let a = canonical(a);
-                    self.addresses.iter().any(|net| net.contains(&a))
-                }))
+impl Permissions {
+    fn any(self) -> bool {
+        self.store || self.find || self.r#move || self.get
     }
+
+    fn union(self, other: Permissions) -> Permissions {
+        Permissions {
+            store: self.store || other.store,
+            find: self.find || other.find,
+            r#move: self.r#move || other.r#move,
+            get: self.get || other.get,
+        }
+    }
+
+    fn of(modality: &Modality) -> Permissions {
+        Permissions {
+            store: modality.store,
+            find: modality.find,
+            r#move: modality.r#move,
+            get: modality.get,
+        }
+    }
+}
+
+fn calls_from(modality: &Modality, address: Option<IpAddr>) -> bool {
+    modality.addresses.is_empty()
+        || address.is_some_and(|a| {
+            let a = canonical(a);
+            modality.addresses.iter().any(|net| net.contains(&a))
+        })
 }
 
 /// IPv4 peers on a dual-stack socket show up as `::ffff:a.b.c.d`.
@@ -51,38 +61,53 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
-/// The policy for one connection: the settings' rules and the peer's address.
+/// The policy for one connection: the settings, the peers known when it arrived and its
+/// address.
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
     pub check_called: bool,
     pub allowed_calling: Arc<[String]>,
-    pub rules: Arc<[PeerRule]>,
+    pub modalities: Arc<[Modality]>,
     pub address: Option<IpAddr>,
-    /// Every admitted peer may query (`dicom_always_allow_find`).
-    pub always_allow_find: bool,
+    /// What a peer no entry matches may do (`dicom_always_allow_*`).
+    pub unknown: Permissions,
+    /// Whether a peer no entry matches may associate at all, for C-ECHO.
+    pub unknown_may_echo: bool,
+}
+
+/// Why a peer is turned away.
+enum Refusal {
+    /// Its AE title is listed, but not from this address.
+    WrongAddress,
+    /// It is not listed and unknown peers may do nothing.
+    Unknown,
 }
 
 impl PeerPolicy {
-    /// Whether this peer may store: with no rules, any admitted peer may; otherwise a
-    /// matching rule must allow it.
-    pub fn may_store(&self, calling_aet: &str) -> bool {
-        self.rules.is_empty()
-            || self
-                .rules
-                .iter()
-                .any(|r| r.store && r.matches(calling_aet, self.address))
+    /// What the peer calling as `calling_aet` may do: what every entry matching its title and
+    /// address grants, or what unknown peers may when none matches.
+    pub fn permissions(&self, calling_aet: &str) -> Permissions {
+        self.decide(calling_aet).unwrap_or_default()
     }
-}
 
-impl PeerPolicy {
-    /// Whether this peer may query: `dicom_always_allow_find`, or a matching rule with `find`.
-    /// Off by default, as in Orthanc: a query reads every patient's name.
-    pub fn may_find(&self, calling_aet: &str) -> bool {
-        self.always_allow_find
-            || self
-                .rules
-                .iter()
-                .any(|r| r.find && r.matches(calling_aet, self.address))
+    fn decide(&self, calling_aet: &str) -> Result<Permissions, Refusal> {
+        let calling = calling_aet.trim();
+        let mut titled = false;
+        let mut granted: Option<Permissions> = None;
+        for m in self.modalities.iter() {
+            let named = m.aet == calling;
+            titled |= named;
+            if (named || m.aet == "*") && calls_from(m, self.address) {
+                granted = Some(granted.unwrap_or_default().union(Permissions::of(m)));
+            }
+        }
+        match granted {
+            Some(granted) => Ok(granted),
+            // A listed title from elsewhere may be someone else using it.
+            None if titled => Err(Refusal::WrongAddress),
+            None if self.unknown_may_echo || self.unknown.any() => Ok(self.unknown),
+            None => Err(Refusal::Unknown),
+        }
     }
 }
 
@@ -113,20 +138,20 @@ impl AccessControl for PeerPolicy {
             );
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
-        if !self.rules.is_empty()
-            && !self
-                .rules
-                .iter()
-                .any(|r| r.matches(calling_ae_title, self.address))
-        {
-            warn!(
-                calling_aet = calling_ae_title,
-                address = ?self.address,
-                "association refused: no dicom_peers rule admits this AE title from this address"
-            );
-            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        match self.decide(calling_ae_title) {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::WrongAddress => "this AE title may not call from this address",
+                    Refusal::Unknown => {
+                        "unknown peer (not in modalities, and dicom_always_allow_* all off)"
+                    }
+                };
+                warn!(calling_aet = calling_ae_title, address = ?self.address, reason,
+                    "association refused");
+                Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+            }
         }
-        Ok(())
     }
 }
 
@@ -134,33 +159,43 @@ impl AccessControl for PeerPolicy {
 mod tests {
     use super::*;
 
-    fn policy(rules: Vec<PeerRule>, address: &str) -> PeerPolicy {
+    fn policy(modalities: Vec<Modality>, address: &str, unknown: Permissions) -> PeerPolicy {
         PeerPolicy {
             check_called: false,
             allowed_calling: Arc::from(Vec::new()),
-            rules: rules.into(),
+            modalities: modalities.into(),
             address: Some(address.parse().unwrap()),
-            always_allow_find: false,
+            unknown,
+            unknown_may_echo: unknown.any(),
         }
     }
 
-    fn rule(aet: &str, addresses: &[&str], store: bool) -> PeerRule {
-        PeerRule {
+    fn peer(aet: &str, addresses: &[&str], store: bool) -> Modality {
+        Modality {
+            name: String::new(),
             aet: aet.into(),
+            host: String::new(),
+            port: 0,
+            tls: false,
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
             store,
             find: store,
+            r#move: false,
+            get: false,
         }
+        .validated()
+        .unwrap()
     }
 
     #[test]
-    fn rules_match_on_title_and_address() {
-        let rules = vec![
-            rule("CT1", &["10.1.2.0/24"], true),
-            rule("*", &["192.168.7.7/32"], false),
+    fn peers_match_on_title_and_address() {
+        let peers = vec![
+            peer("CT1", &["10.1.2.0/24"], true),
+            peer("*", &["192.168.7.7/32"], false),
         ];
+        let closed = Permissions::default();
         let admitted = |aet: &str, address: &str| {
-            policy(rules.clone(), address)
+            policy(peers.clone(), address, closed)
                 .check_access("ORTHWEB", aet, "ORTHWEB", None)
                 .is_ok()
         };
@@ -170,20 +205,27 @@ mod tests {
         assert!(!admitted("MR1", "10.1.2.44"), "another title");
         assert!(admitted("ANYONE", "192.168.7.7"));
 
-        assert!(policy(rules.clone(), "10.1.2.44").may_find("CT1"));
-        assert!(!policy(rules.clone(), "192.168.7.7").may_find("ANYONE"));
+        let may = |aet: &str, address: &str, unknown: Permissions| {
+            policy(peers.clone(), address, unknown).permissions(aet)
+        };
+        assert!(may("CT1", "10.1.2.44", closed).find);
+        assert!(may("CT1", "10.1.2.44", closed).store);
+        let anyone = may("ANYONE", "192.168.7.7", closed);
+        assert!(!anyone.find && !anyone.store);
+        let open = Permissions {
+            store: true,
+            ..Permissions::default()
+        };
         assert!(
-            !policy(Vec::new(), "192.168.7.7").may_find("ANYONE"),
-            "no rules: no queries unless dicom_always_allow_find"
+            may("MR1", "10.9.9.9", open).store,
+            "unknown peers: the defaults"
         );
-        let mut always = policy(Vec::new(), "192.168.7.7");
-        always.always_allow_find = true;
-        assert!(always.may_find("ANYONE"));
-        assert!(policy(rules.clone(), "10.1.2.44").may_store("CT1"));
-        assert!(!policy(rules.clone(), "192.168.7.7").may_store("ANYONE"));
+        assert!(!may("MR1", "10.9.9.9", open).find);
         assert!(
-            policy(Vec::new(), "192.168.7.7").may_store("ANYONE"),
-            "no rules"
+            policy(peers.clone(), "10.1.3.44", open)
+                .check_access("ORTHWEB", "CT1", "ORTHWEB", None)
+                .is_err(),
+            "a listed title from another address is refused even when unknown peers may store"
         );
     }
 }

@@ -115,6 +115,15 @@ impl ApiError {
         }
     }
 
+    /// A DICOM peer we called failed or did not answer.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "peer-failed",
+            message: message.into(),
+        }
+    }
+
     /// An index failure: 503 when the database cannot be reached, 500 otherwise.
     pub fn index(error: IndexError) -> Self {
         match &error {

@@ -7,6 +7,7 @@ mod error;
 pub(crate) mod files;
 pub(crate) mod find;
 mod headers;
+mod modalities;
 mod render;
 mod resources;
 pub mod serve;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub http_port: u16,
     /// Users, credentials, sign-in limits and the audit trail.
     pub auth: Arc<crate::auth::Auth>,
+    /// The DICOM peers, the settings' and those added over REST.
+    pub modalities: crate::dicom::Modalities,
     /// Rendered frames: the cache and the limit on concurrent decodes.
     pub renderer: Arc<crate::render::Renderer>,
 }
@@ -271,7 +274,7 @@ fn routes() -> Routes {
     for level in Level::ALL {
         routes = resource_routes(routes, level);
     }
-    auth_routes(routes)
+    modality_routes(auth_routes(routes))
 }
 
 /// Signing in and out, users and the audit trail.
@@ -328,6 +331,39 @@ fn auth_routes(routes: Routes) -> Routes {
             "/audit",
             &["get"],
             get(|State(s): St, q: RawQuery| auth::audit(s, args(q))),
+        )
+}
+
+/// The DICOM peers and what is done with them.
+fn modality_routes(routes: Routes) -> Routes {
+    routes
+        .add(
+            "/modalities",
+            &["get"],
+            get(|State(s): St, q: RawQuery| modalities::list(s, args(q))),
+        )
+        .add(
+            "/modalities/{name}",
+            &["get", "put", "delete"],
+            get(|State(s): St, Path(name): Path<String>| modalities::operations(s, name))
+                .put(
+                    |State(s): St,
+                     Path(name): Path<String>,
+                     body: Result<Bytes, BytesRejection>| async move {
+                        modalities::put(s, name, json_body(body)?).await
+                    },
+                )
+                .delete(|State(s): St, Path(name): Path<String>| modalities::delete(s, name)),
+        )
+        .add(
+            "/modalities/{name}/echo",
+            &["post"],
+            post(|State(s): St, Path(name): Path<String>| modalities::echo(s, name)),
+        )
+        .add(
+            "/modalities/{name}/configuration",
+            &["get"],
+            get(|State(s): St, Path(name): Path<String>| modalities::configuration(s, name)),
         )
 }
 

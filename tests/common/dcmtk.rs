@@ -1,4 +1,5 @@
-//! dcmtk command-line SCUs (echoscu, storescu, findscu) as the independent DICOM peer for network tests.
+//! dcmtk's command-line tools (echoscu, storescu, findscu, movescu, getscu, storescp) as the
+//! independent DICOM peers of network tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,154 @@ pub async fn findscu(
         matches,
         status,
         output,
+    }
+}
+
+/// What a movescu or getscu run got back: the final status as dcmtk names it (`Success`,
+/// `Refused: MoveDestinationUnknown`, …) and the final response's sub-operation counts.
+#[derive(Debug)]
+pub struct RetrieveResult {
+    pub status: String,
+    pub completed: u32,
+    pub failed: u32,
+    pub warning: u32,
+    pub output: String,
+}
+
+/// C-MOVE of `keys` (`Keyword=value`) to `destination`, from `127.0.0.1:port` as `calling_aet`.
+pub async fn movescu(
+    port: u16,
+    calling_aet: &str,
+    model: Model,
+    destination: &str,
+    keys: &[&str],
+) -> RetrieveResult {
+    let mut cmd = Command::new("movescu");
+    cmd.args([
+        "-d",
+        "-aet",
+        calling_aet,
+        "-aec",
+        "ORTHWEB",
+        "-aem",
+        destination,
+    ]);
+    cmd.arg(match model {
+        Model::PatientRoot => "-P",
+        Model::StudyRoot => "-S",
+    });
+    cmd.args(TIMEOUTS);
+    for key in keys {
+        cmd.arg("-k").arg(key);
+    }
+    cmd.arg("127.0.0.1").arg(port.to_string());
+    retrieve_result("Move", run(cmd).await)
+}
+
+/// C-GET of `keys` from `127.0.0.1:port` as `calling_aet`, the instances written to `out_dir`.
+/// `extra_args` e.g. `-xs` to take a syntax other than the uncompressed ones.
+pub async fn getscu(
+    port: u16,
+    calling_aet: &str,
+    model: Model,
+    keys: &[&str],
+    extra_args: &[&str],
+    out_dir: &Path,
+) -> RetrieveResult {
+    let mut cmd = Command::new("getscu");
+    cmd.args(["-d", "-aet", calling_aet, "-aec", "ORTHWEB"]);
+    cmd.arg(match model {
+        Model::PatientRoot => "-P",
+        Model::StudyRoot => "-S",
+    });
+    cmd.args(TIMEOUTS).arg("-od").arg(out_dir).args(extra_args);
+    for key in keys {
+        cmd.arg("-k").arg(key);
+    }
+    cmd.arg("127.0.0.1").arg(port.to_string());
+    retrieve_result("Get", run(cmd).await)
+}
+
+/// Reads the final response out of movescu's or getscu's debug output.
+fn retrieve_result(operation: &str, out: Output) -> RetrieveResult {
+    let output = text(&out);
+    let marker = format!("Received Final {operation} Response");
+    let Some(at) = output.find(&marker) else {
+        panic!("{operation}: no final response: {output}");
+    };
+    let after = &output[at..];
+    let count = |name: &str| -> u32 {
+        after
+            .lines()
+            .find_map(|l| l.split_once(&format!("{name} Suboperations")))
+            .and_then(|(_, v)| v.trim_start_matches([' ', ':']).trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let status = after
+        .lines()
+        .find_map(|l| l.split_once("DIMSE Status"))
+        .map(|(_, v)| v.trim_start_matches([' ', ':']).trim().to_string())
+        .unwrap_or_else(|| panic!("{operation}: no DIMSE status: {output}"));
+    RetrieveResult {
+        status,
+        completed: count("Completed"),
+        failed: count("Failed"),
+        warning: count("Warning"),
+        output,
+    }
+}
+
+/// A dcmtk `storescp` on a free loopback port, writing what it receives to `dir`; killed when
+/// dropped.
+pub struct Storescp {
+    pub port: u16,
+    pub aet: String,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Storescp {
+    /// Starts one as `aet`; `extra_args` e.g. `--sleep-during 1`, `--abort-during`, `+xa`.
+    pub fn start(aet: &str, dir: &Path, extra_args: &[&str]) -> Storescp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log = dir.with_extension("storescp.log");
+        let child = Command::new("storescp")
+            .args(["-v", "-aet", aet, "-od"])
+            .arg(dir)
+            .args(extra_args)
+            .arg(port.to_string())
+            .env("TCP_NODELAY", "1")
+            .stdout(std::fs::File::create(&log).expect("storescp log"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn storescp");
+        // Listening once a connection is accepted.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Storescp {
+            port,
+            aet: aet.into(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Storescp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

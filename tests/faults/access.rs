@@ -143,20 +143,24 @@ async fn peer_rules_decide_who_may_associate_and_who_may_store() {
     }
     let site = Site::configured(
         r#"
-[[dicom_peers]]
+# Only the peers below may associate.
+dicom_always_allow_echo = false
+dicom_always_allow_store = false
+
+[[modalities]]
 aet = "STORER"
 addresses = ["127.0.0.0/8"]
 
-[[dicom_peers]]
+[[modalities]]
 aet = "ECHOONLY"
 store = false
 
-[[dicom_peers]]
+[[modalities]]
 aet = "FARAWAY"
 addresses = ["10.0.0.0/8", "fd00::/8"]
 
 # The test kit's own dcmtk calls.
-[[dicom_peers]]
+[[modalities]]
 aet = "TESTSCU"
 addresses = ["127.0.0.1/32"]
 "#,
@@ -197,7 +201,7 @@ addresses = ["127.0.0.1/32"]
         );
     }
     site.assert_not_stored(&refused.sop_instance_uid).await;
-    site.expect_log(&["no dicom_peers rule admits", "STRANGER"])
+    site.expect_log(&["association refused", "unknown peer", "STRANGER"])
         .await;
     site.expect_log(&["this peer may not store", &refused.sop_instance_uid])
         .await;

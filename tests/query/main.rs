@@ -2,11 +2,13 @@
 //! every level in the Patient Root and Study Root models (wildcards, case-insensitive names,
 //! date ranges, UID lists, a query matching nothing, the computed keys, keys of ancestor
 //! levels), the statuses of a query that does not fit its model, of the result limit and of a
-//! peer that may not query; a C-CANCEL from a raw SCU.
+//! peer that may not query; a C-CANCEL from a raw SCU. Retrieval (C-MOVE, C-GET) is in
+//! `retrieve.rs`, on the same servers.
 //! Each of two servers (SQLite, PostgreSQL) holds three studies, two of them of one patient.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod retrieve;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -100,11 +102,11 @@ async fn start(work: tempfile::TempDir, index_url: Option<String>) -> Site {
         &work.path().join("data"),
         config
             .env("ORTHWEB_DICOM_FIND_LIMIT", FIND_LIMIT.to_string())
-            // The test kit's SCUs may store and query; any other peer may only store.
+            // The test kit's SCUs may store, query and retrieve; any other peer may only store.
             .env(
-                "ORTHWEB_DICOM_PEERS",
+                "ORTHWEB_MODALITIES",
                 format!(
-                    "[{{aet=\"{}\", find=true}}, {{aet=\"*\"}}]",
+                    "[{{aet=\"{}\", find=true, move=true, get=true}}]",
                     dcmtk::CALLING_AET
                 ),
             ),
@@ -122,7 +124,9 @@ async fn start(work: tempfile::TempDir, index_url: Option<String>) -> Site {
 }
 
 fn tools_installed() -> bool {
-    dcmtk::require_tool("storescu") && dcmtk::require_tool("findscu")
+    ["storescu", "findscu", "movescu", "getscu", "storescp"]
+        .iter()
+        .all(|tool| dcmtk::require_tool(tool))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -381,6 +385,8 @@ async fn exercise(site: &Site) {
         .await;
     assert!(found.matches.is_empty(), "{}", found.output);
     assert!(found.status.contains("0x124"), "{}", found.output);
+
+    retrieve::exercise(site).await;
 }
 
 /// A C-CANCEL sent right behind the query ends it with status FE00 after the match in

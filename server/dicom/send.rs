@@ -1,0 +1,344 @@
+//! Sending stored instances with C-STORE over an association, ours (C-MOVE, "send to") or the
+//! peer's (C-GET): the presentation contexts to propose, the one each instance goes on, and its
+//! data set streamed from the blob store a PDU at a time, or transcoded first when the peer
+//! does not take the stored syntax.
+
+use std::collections::BTreeSet;
+
+use dicom_ul::association::{Association, AsyncAssociation};
+use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::dimse;
+use crate::index::RetrieveItem;
+use crate::storage::{BlobStore, StorageError};
+
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+
+/// Most presentation contexts one association can propose (odd IDs 1 to 255).
+pub const MAX_CONTEXTS: usize = 128;
+
+/// Largest instance we transcode in memory; larger ones go as stored or not at all.
+const MAX_TRANSCODE: u64 = 1 << 30;
+
+/// Why one instance was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The peer accepted no context for its SOP class and syntax (or one we can convert to).
+    #[error("the peer accepted no presentation context for SOP class {0} in {1}")]
+    NoContext(String, String),
+    #[error("cannot read the stored file: {0}")]
+    Blob(#[from] StorageError),
+    #[error("the stored file is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot convert to {0}: {1}")]
+    Transcode(String, String),
+    /// The association is gone: nothing more can be sent on it.
+    #[error("network: {0}")]
+    Network(#[from] std::io::Error),
+}
+
+impl SendError {
+    /// Whether the association can still carry the next instance.
+    pub fn association_lost(&self) -> bool {
+        matches!(self, SendError::Network(_))
+    }
+}
+
+/// The presentation contexts to propose for `items`: each SOP class in each stored syntax, and
+/// each SOP class in the uncompressed syntaxes we can convert to. At most `MAX_CONTEXTS`;
+/// classes past that have no context and fail.
+pub fn proposals<'a>(
+    items: impl IntoIterator<Item = &'a RetrieveItem>,
+) -> Vec<(String, Vec<String>)> {
+    let mut as_stored = BTreeSet::new();
+    let mut classes = BTreeSet::new();
+    for item in items {
+        as_stored.insert((item.sop_class_uid.clone(), item.transfer_syntax_uid.clone()));
+        classes.insert(item.sop_class_uid.clone());
+    }
+    let mut proposals: Vec<(String, Vec<String>)> = Vec::new();
+    for (class, ts) in as_stored {
+        if ts != EXPLICIT_LE && ts != IMPLICIT_LE {
+            proposals.push((class, vec![ts]));
+        }
+    }
+    // Explicit first: it keeps the VRs. Every peer takes Implicit (PS3.5 10.1).
+    for class in classes {
+        proposals.push((class, vec![EXPLICIT_LE.into(), IMPLICIT_LE.into()]));
+    }
+    proposals.truncate(MAX_CONTEXTS);
+    proposals
+}
+
+/// How an instance goes: on which accepted context, and in which syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub context_id: u8,
+    pub transfer_syntax: String,
+    pub transcode: bool,
+}
+
+/// The context for `item`: one taking its stored syntax, else one taking an uncompressed
+/// syntax to convert it to.
+pub fn choose(contexts: &[PresentationContextNegotiated], item: &RetrieveItem) -> Option<Choice> {
+    let accepted = || {
+        contexts.iter().filter(|pc| {
+            pc.reason == PresentationContextResultReason::Acceptance
+                && pc.abstract_syntax.trim_end_matches('\0') == item.sop_class_uid
+        })
+    };
+    let ts =
+        |pc: &PresentationContextNegotiated| pc.transfer_syntax.trim_end_matches('\0').to_string();
+    if let Some(pc) = accepted().find(|pc| ts(pc) == item.transfer_syntax_uid) {
+        return Some(Choice {
+            context_id: pc.id,
+            transfer_syntax: ts(pc),
+            transcode: false,
+        });
+    }
+    accepted()
+        .find(|pc| matches!(ts(pc).as_str(), EXPLICIT_LE | IMPLICIT_LE))
+        .map(|pc| Choice {
+            context_id: pc.id,
+            transfer_syntax: ts(pc),
+            transcode: true,
+        })
+}
+
+/// Sends the C-STORE-RQ for `item` and its data set on `choice`'s context; the response is
+/// the caller's to read. Nothing is sent when the stored file cannot be opened or converted.
+pub async fn store_request<A, S>(
+    association: &mut A,
+    choice: &Choice,
+    message_id: u16,
+    item: &RetrieveItem,
+    originator: Option<(&str, u16)>,
+    blobs: &dyn BlobStore,
+) -> Result<(), SendError>
+where
+    A: AsyncAssociation<S> + Association,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let room = match association.peer_max_pdu_length() {
+        // No limit announced: PDUs of a size that keeps memory small.
+        0 => 1 << 20,
+        max => (max as usize).saturating_sub(6).clamp(1, 1 << 24),
+    };
+    let (mut reader, size) = blobs.get(&item.blob_key, None).await?;
+    let offset = data_set_offset(&mut reader).await?;
+    let command = dimse::store_request(
+        message_id,
+        &item.sop_class_uid,
+        &item.sop_instance_uid,
+        originator,
+    );
+    if choice.transcode {
+        if size > MAX_TRANSCODE {
+            return Err(SendError::Transcode(
+                choice.transfer_syntax.clone(),
+                format!("{size} bytes is too large to convert"),
+            ));
+        }
+        // The meta group is part of what dicom-rs parses: read the file again from its start.
+        drop(reader);
+        let (mut whole, _) = blobs.get(&item.blob_key, None).await?;
+        let mut file = Vec::with_capacity(size as usize);
+        whole
+            .read_to_end(&mut file)
+            .await
+            .map_err(StorageError::Io)?;
+        let target = choice.transfer_syntax.clone();
+        let data = tokio::task::spawn_blocking(move || transcode(&file, &target))
+            .await
+            .map_err(|e| SendError::Transcode(choice.transfer_syntax.clone(), e.to_string()))??;
+        let stream = AsyncAssociation::inner_stream(association);
+        write_pdv(stream, choice.context_id, true, true, &command).await?;
+        let mut pieces = data.chunks(room).peekable();
+        while let Some(piece) = pieces.next() {
+            write_pdv(
+                stream,
+                choice.context_id,
+                false,
+                pieces.peek().is_none(),
+                piece,
+            )
+            .await?;
+        }
+        return Ok(());
+    }
+    let length = size
+        .checked_sub(offset)
+        .ok_or_else(|| SendError::Corrupt("shorter than its meta group".into()))?;
+    let stream = AsyncAssociation::inner_stream(association);
+    write_pdv(stream, choice.context_id, true, true, &command).await?;
+    // One buffer for every PDU: header room, then the piece read straight into place.
+    let mut pdu = vec![0u8; HEADERS + room.min(length.max(1) as usize)];
+    let mut left = length;
+    loop {
+        let piece = (left as usize).min(room);
+        reader
+            .read_exact(&mut pdu[HEADERS..HEADERS + piece])
+            .await
+            .map_err(|e| {
+                // Part of the data set is on the wire: the association cannot go on.
+                SendError::Network(std::io::Error::other(format!(
+                    "the stored file could not be read to its end: {e}"
+                )))
+            })?;
+        left -= piece as u64;
+        pdata_header(
+            &mut pdu[..HEADERS],
+            choice.context_id,
+            false,
+            left == 0,
+            piece,
+        );
+        stream.write_all(&pdu[..HEADERS + piece]).await?;
+        if left == 0 {
+            break;
+        }
+    }
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Reads the preamble and meta group, leaving `reader` at the data set; returns its offset.
+async fn data_set_offset<R: AsyncRead + Unpin>(reader: &mut R) -> Result<u64, SendError> {
+    let mut start = [0u8; 144];
+    reader
+        .read_exact(&mut start)
+        .await
+        .map_err(|e| SendError::Corrupt(format!("file meta: {e}")))?;
+    if &start[128..132] != b"DICM" || start[132..140] != [2, 0, 0, 0, b'U', b'L', 4, 0] {
+        return Err(SendError::Corrupt(
+            "not a part-10 file with a group length".into(),
+        ));
+    }
+    let group_length = u32::from_le_bytes([start[140], start[141], start[142], start[143]]);
+    let skipped = tokio::io::copy(
+        &mut reader.take(u64::from(group_length)),
+        &mut tokio::io::sink(),
+    )
+    .await
+    .map_err(|e| SendError::Corrupt(format!("file meta: {e}")))?;
+    if skipped != u64::from(group_length) {
+        return Err(SendError::Corrupt("the file ends in its meta group".into()));
+    }
+    Ok(144 + u64::from(group_length))
+}
+
+/// The data set of the part-10 `file` in `ts` (uncompressed), pixel data decoded if need be.
+fn transcode(file: &[u8], ts: &str) -> Result<Vec<u8>, SendError> {
+    use dicom_pixeldata::Transcode;
+    use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+    let failed = |e: String| SendError::Transcode(ts.to_string(), e);
+    let target = TransferSyntaxRegistry
+        .get(ts)
+        .ok_or_else(|| failed("unknown transfer syntax".into()))?;
+    let mut object = dicom_object::OpenFileOptions::new()
+        .from_reader(&file[128..])
+        .map_err(|e| failed(e.to_string()))?;
+    // Decoders panic on some corrupt input: a panic fails this instance, not the server.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| object.transcode(target)))
+        .map_err(|_| failed("the decoder failed".into()))?
+        .map_err(|e| failed(e.to_string()))?;
+    let mut data = Vec::new();
+    object
+        .write_dataset_with_ts(&mut data, target)
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(data)
+}
+
+/// PDU header (6 bytes) and PDV item header (6 bytes).
+const HEADERS: usize = 12;
+
+/// Fills in the headers of a P-DATA-TF holding one PDV of `length` bytes (PS3.8 9.3.5).
+fn pdata_header(header: &mut [u8], context_id: u8, command: bool, last: bool, length: usize) {
+    let item_length = (length + 2) as u32;
+    header[0] = 0x04;
+    header[1] = 0;
+    header[2..6].copy_from_slice(&(item_length + 4).to_be_bytes());
+    header[6..10].copy_from_slice(&item_length.to_be_bytes());
+    header[10] = context_id;
+    header[11] = u8::from(command) | (u8::from(last) << 1);
+}
+
+/// One PDV in a P-DATA-TF of its own, in one write.
+pub async fn write_pdv<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    context_id: u8,
+    command: bool,
+    last: bool,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut pdu = vec![0u8; HEADERS + data.len()];
+    pdata_header(&mut pdu[..HEADERS], context_id, command, last, data.len());
+    pdu[HEADERS..].copy_from_slice(data);
+    stream.write_all(&pdu).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(class: &str, ts: &str) -> RetrieveItem {
+        RetrieveItem {
+            id: "x".into(),
+            sop_class_uid: class.into(),
+            sop_instance_uid: "1.2".into(),
+            transfer_syntax_uid: ts.into(),
+            blob_key: "k".into(),
+            size: 0,
+        }
+    }
+
+    fn negotiated(id: u8, class: &str, ts: &str, ok: bool) -> PresentationContextNegotiated {
+        PresentationContextNegotiated {
+            id,
+            reason: if ok {
+                PresentationContextResultReason::Acceptance
+            } else {
+                PresentationContextResultReason::TransferSyntaxesNotSupported
+            },
+            transfer_syntax: ts.into(),
+            abstract_syntax: class.into(),
+        }
+    }
+
+    #[test]
+    fn stored_syntax_first_then_uncompressed() {
+        const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+        const JPEG: &str = "1.2.840.10008.1.2.4.70";
+        let items = [item(CT, JPEG), item(CT, EXPLICIT_LE)];
+        let proposed = proposals(&items);
+        assert_eq!(
+            proposed,
+            vec![
+                (CT.to_string(), vec![JPEG.to_string()]),
+                (
+                    CT.to_string(),
+                    vec![EXPLICIT_LE.to_string(), IMPLICIT_LE.to_string()]
+                ),
+            ]
+        );
+        let both = [
+            negotiated(1, CT, JPEG, true),
+            negotiated(3, CT, IMPLICIT_LE, true),
+        ];
+        assert_eq!(choose(&both, &items[0]).unwrap().context_id, 1);
+        let converted = choose(&both, &items[1]).unwrap();
+        assert_eq!((converted.context_id, converted.transcode), (3, true));
+        let refused = [negotiated(1, CT, JPEG, false)];
+        assert!(choose(&refused, &items[0]).is_none());
+    }
+
+    #[test]
+    fn pdv_headers_count_what_follows() {
+        let mut header = [0u8; HEADERS];
+        pdata_header(&mut header, 5, false, true, 100);
+        assert_eq!(header, [4, 0, 0, 0, 0, 106, 0, 0, 0, 102, 5, 2]);
+    }
+}
