@@ -90,6 +90,8 @@ pub struct Handler<'a, S> {
     pub(super) peer: SocketAddr,
     /// What this peer may do (modalities and `dicom_always_allow_*`).
     pub(super) permissions: super::peers::Permissions,
+    /// The last Message ID of our own requests on this association (C-GET's C-STOREs).
+    pub(super) next_message_id: u16,
 }
 
 impl<'a, S> Handler<'a, S>
@@ -107,6 +109,7 @@ where
             services,
             peer,
             permissions,
+            next_message_id: 0,
         }
     }
 
@@ -157,7 +160,7 @@ where
     }
 
     /// The next PDU, within the idle timeout.
-    async fn receive(&mut self) -> Result<Pdu, AssociationError> {
+    pub(super) async fn receive(&mut self) -> Result<Pdu, AssociationError> {
         let max = self.association.acceptor_max_pdu_length();
         let idle = self.services.idle_timeout;
         let (stream, buffer) = AsyncAssociation::get_mut(&mut self.association);
@@ -250,7 +253,9 @@ where
                     });
                 }
                 match request.field {
-                    command::C_MOVE_RQ => self.r#move(&request, context_id, &identifier).await?,
+                    command::C_MOVE_RQ | command::C_GET_RQ => {
+                        self.retrieve(&request, context_id, &identifier).await?
+                    }
                     _ => self.find(&request, context_id, &identifier).await?,
                 }
                 Ok(State::Command(Vec::new()))
@@ -469,7 +474,7 @@ where
                     started,
                 })
             }
-            command::C_FIND_RQ | command::C_MOVE_RQ if request.has_data_set => {
+            command::C_FIND_RQ | command::C_MOVE_RQ | command::C_GET_RQ if request.has_data_set => {
                 Ok(State::Identifier {
                     request,
                     context_id,
@@ -725,7 +730,7 @@ fn store_failure_status(error: &IngestError) -> u16 {
     }
 }
 
-fn pdu_name(pdu: &Pdu) -> &'static str {
+pub(crate) fn pdu_name(pdu: &Pdu) -> &'static str {
     match pdu {
         Pdu::Unknown { .. } => "unknown",
         Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",

@@ -30,11 +30,7 @@ use peers::{PeerPolicy, Permissions};
 
 use crate::config::Settings;
 
-type Options = ServerAssociationOptions<
-    'static,
-    PeerPolicy,
-    dicom_ul::association::server::DefaultNegotiation,
->;
+type Options = ServerAssociationOptions<'static, PeerPolicy, syntaxes::Roles>;
 
 /// The DICOM listeners (plain, TLS or both), bound and ready to serve.
 pub struct DicomServer {
@@ -93,6 +89,7 @@ impl DicomServer {
             unknown_may_echo: settings.dicom_always_allow_echo,
         };
         let mut options = ServerAssociationOptions::new()
+            .with_negotiation(syntaxes::Roles)
             .ae_access_control(policy.clone())
             .ae_title(settings.aet.clone())
             .max_pdu_length(settings.max_pdu_length)

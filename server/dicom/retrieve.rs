@@ -1,7 +1,8 @@
-//! C-MOVE SCP: the identifier resolved to stored instances (the C-FIND matching, unique keys
-//! required), each sent to the destination peer over an association of ours, with pending
-//! responses counting the sub-operations, C-CANCEL honoured and the failed instances listed
-//! at the end (PS3.4 C.4.2).
+//! C-MOVE and C-GET SCP: the identifier resolved to stored instances (the C-FIND matching,
+//! unique keys required), each sent with C-STORE — to the destination peer over an association
+//! of ours (C-MOVE), or to the requester over its own (C-GET) — with pending responses counting
+//! the sub-operations, C-CANCEL honoured and the failed instances listed at the end (PS3.4
+//! C.4.2, C.4.3).
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -9,8 +10,10 @@ use dicom_object::InMemDicomObject;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{info, warn};
 
-use super::association::{AssociationError, Handler};
-use super::dimse::{Command, SubOperations, status};
+use dicom_ul::pdu::{PDataValueType, Pdu};
+
+use super::association::{AssociationError, Handler, command_fragment};
+use super::dimse::{Command, SubOperations, command, status};
 use super::find::{self, Query, QueryError};
 use super::scu::Outgoing;
 use super::send;
@@ -20,6 +23,10 @@ use crate::index::{Index, IndexError, Level, RetrieveItem};
 pub const PATIENT_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.1.2";
 /// Study Root Query/Retrieve Information Model - MOVE.
 pub const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
+/// Patient Root Query/Retrieve Information Model - GET.
+pub const PATIENT_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.1.3";
+/// Study Root Query/Retrieve Information Model - GET.
+pub const STUDY_ROOT_GET: &str = "1.2.840.10008.5.1.4.1.2.2.3";
 
 /// Matches read from the index at a time while resolving an identifier.
 const PAGE: u64 = 500;
@@ -80,11 +87,11 @@ pub async fn resolve(
     Ok(items)
 }
 
-/// The FIND model a retrieve model matches with.
-fn find_model(retrieve_model: &str) -> Option<&'static str> {
-    match retrieve_model {
-        PATIENT_ROOT_MOVE => Some(find::PATIENT_ROOT),
-        STUDY_ROOT_MOVE => Some(find::STUDY_ROOT),
+/// The FIND model a C-MOVE or C-GET model matches with.
+fn find_model(retrieve_model: &str, is_move: bool) -> Option<&'static str> {
+    match (retrieve_model, is_move) {
+        (PATIENT_ROOT_MOVE, true) | (PATIENT_ROOT_GET, false) => Some(find::PATIENT_ROOT),
+        (STUDY_ROOT_MOVE, true) | (STUDY_ROOT_GET, false) => Some(find::STUDY_ROOT),
         _ => None,
     }
 }
@@ -138,12 +145,20 @@ fn saturate(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// Where the sub-operations go.
+enum Target {
+    /// C-MOVE: a peer, over an association of ours.
+    Peer(Box<Outgoing>, String),
+    /// C-GET: the requester, over its own association.
+    Requester,
+}
+
 impl<S> Handler<'_, S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// Answers a C-MOVE.
-    pub(super) async fn r#move(
+    /// Answers a C-MOVE or a C-GET.
+    pub(super) async fn retrieve(
         &mut self,
         request: &Command,
         context_id: u8,
@@ -154,23 +169,29 @@ where
                 "presentation context {context_id} was not accepted"
             )));
         };
+        let is_move = request.field == command::C_MOVE_RQ;
+        let operation = if is_move { "C-MOVE" } else { "C-GET" };
         let calling = self.calling_aet();
-        let refuse = |code: u16, comment: String| (code, comment);
-        let refused = if !self.permissions.r#move {
-            Some(refuse(
+        let allowed = if is_move {
+            self.permissions.r#move
+        } else {
+            self.permissions.get
+        };
+        let refused = if !allowed {
+            Some((
                 status::NOT_AUTHORIZED,
-                "this peer may not retrieve (modalities)".into(),
+                "this peer may not retrieve (modalities)".to_string(),
             ))
-        } else if find_model(&model).is_none() {
-            Some(refuse(
+        } else if find_model(&model, is_move).is_none() {
+            Some((
                 status::SOP_CLASS_NOT_SUPPORTED,
-                "only Patient Root and Study Root retrievals".into(),
+                "only Patient Root and Study Root retrievals".to_string(),
             ))
         } else {
             None
         };
         if let Some((code, comment)) = refused {
-            warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "C-MOVE refused");
+            warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "{operation} refused");
             return self
                 .final_response(
                     request,
@@ -182,52 +203,51 @@ where
                 )
                 .await;
         }
-        let destination = match self
-            .services
-            .modalities
-            .destination(&request.move_destination)
-            .await
-        {
-            Ok(Some(destination)) => destination,
-            Ok(None) => {
-                let comment = format!("unknown move destination {:?}", request.move_destination);
-                warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "C-MOVE refused");
-                return self
-                    .final_response(
-                        request,
-                        context_id,
-                        &ts,
-                        status::MOVE_DESTINATION_UNKNOWN,
-                        &Tally::new(0),
-                        Some(&comment),
-                    )
-                    .await;
+        let destination = if is_move {
+            match self
+                .services
+                .modalities
+                .destination(&request.move_destination)
+                .await
+            {
+                Ok(Some(destination)) => Some(destination),
+                Ok(None) => {
+                    let comment =
+                        format!("unknown move destination {:?}", request.move_destination);
+                    warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "C-MOVE refused");
+                    return self
+                        .final_response(
+                            request,
+                            context_id,
+                            &ts,
+                            status::MOVE_DESTINATION_UNKNOWN,
+                            &Tally::new(0),
+                            Some(&comment),
+                        )
+                        .await;
+                }
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "C-MOVE failed: cannot read the peers");
+                    return self
+                        .final_response(
+                            request,
+                            context_id,
+                            &ts,
+                            status::OUT_OF_RESOURCES,
+                            &Tally::new(0),
+                            Some("the index is unavailable"),
+                        )
+                        .await;
+                }
             }
-            Err(e) => {
-                warn!(peer = %self.peer, error = %e, "C-MOVE failed: cannot read the peers");
-                return self
-                    .final_response(
-                        request,
-                        context_id,
-                        &ts,
-                        status::OUT_OF_RESOURCES,
-                        &Tally::new(0),
-                        Some("the index is unavailable"),
-                    )
-                    .await;
-            }
+        } else {
+            None
         };
-        let items = match resolve(
-            &self.services.index,
-            identifier,
-            &ts,
-            find_model(&model).unwrap_or_default(),
-        )
-        .await
-        {
+        let find_model = find_model(&model, is_move).unwrap_or_default();
+        let items = match resolve(&self.services.index, identifier, &ts, find_model).await {
             Ok(items) => items,
             Err(e) => {
-                warn!(peer = %self.peer, error = %e, "C-MOVE refused");
+                warn!(peer = %self.peer, error = %e, "{operation} refused");
                 let code = match e {
                     ResolveError::Query(QueryError::DoesNotMatchSopClass(_)) => {
                         status::DATA_SET_MISMATCH
@@ -249,18 +269,19 @@ where
                     .await;
             }
         };
-        info!(peer = %self.peer, calling_aet = %calling, destination = %destination.name,
-            instances = items.len(), "C-MOVE");
+        let to = match &destination {
+            Some(d) => format!("{} ({})", d.name, d.aet),
+            None => calling.clone(),
+        };
+        info!(peer = %self.peer, calling_aet = %calling, to = %to, instances = items.len(), "{operation}");
         self.services.audit.record(crate::index::AuditEvent {
             at: crate::auth::now_rfc3339(),
             user: None,
             client: self.peer.ip().to_string(),
-            action: "dicom-move".into(),
+            action: if is_move { "dicom-move" } else { "dicom-get" }.into(),
             level: String::new(),
             detail: format!(
-                "C-MOVE from {calling} to {} ({}): {} instances",
-                destination.name,
-                destination.aet,
+                "{operation} from {calling} to {to}: {} instances",
                 items.len()
             ),
             ..Default::default()
@@ -271,84 +292,200 @@ where
                 .final_response(request, context_id, &ts, status::SUCCESS, &tally, None)
                 .await;
         }
-        let mut outgoing = match Outgoing::connect(
-            &self.services.caller,
-            &destination,
-            &send::proposals(&items),
-        )
-        .await
-        {
-            Ok(outgoing) => outgoing,
-            Err(e) => {
-                warn!(peer = %self.peer, error = %e, "C-MOVE failed");
-                for item in &items {
-                    tally.done(item, None);
+        let mut target = match destination {
+            None => Target::Requester,
+            Some(destination) => {
+                let proposals = send::proposals(&items);
+                match Outgoing::connect(&self.services.caller, &destination, &proposals).await {
+                    Ok(outgoing) => Target::Peer(Box::new(outgoing), destination.name),
+                    Err(e) => {
+                        warn!(peer = %self.peer, error = %e, "C-MOVE failed");
+                        for item in &items {
+                            tally.done(item, None);
+                        }
+                        return self
+                            .final_response(
+                                request,
+                                context_id,
+                                &ts,
+                                status::SUB_OPERATIONS_IMPOSSIBLE,
+                                &tally,
+                                Some(&e.to_string()),
+                            )
+                            .await;
+                    }
                 }
-                return self
-                    .final_response(
-                        request,
-                        context_id,
-                        &ts,
-                        status::SUB_OPERATIONS_IMPOSSIBLE,
-                        &tally,
-                        Some(&e.to_string()),
-                    )
-                    .await;
             }
         };
-        let blobs = self.services.blobs.clone();
-        let mut lost = false;
-        let mut cancelled = false;
-        let mut items = items.iter();
-        for item in items.by_ref() {
-            let sent = outgoing
-                .store(item, Some((&calling, request.message_id)), blobs.as_ref())
-                .await;
-            match sent {
-                Ok(stored) => {
-                    if stored.status != status::SUCCESS {
-                        warn!(sop_instance_uid = %item.sop_instance_uid, status = format!("{:#06x}", stored.status),
-                            destination = %destination.name, "C-MOVE sub-operation not successful");
-                    }
-                    tally.done(item, Some(stored.status));
-                }
-                Err(e) => {
-                    warn!(sop_instance_uid = %item.sop_instance_uid, error = %e,
-                        destination = %destination.name, "C-MOVE sub-operation failed");
-                    tally.done(item, None);
-                    if e.association_lost() {
-                        lost = true;
-                        break;
-                    }
-                }
+        let (lost, cancelled) = self
+            .sub_operations(
+                request,
+                context_id,
+                &items,
+                &mut tally,
+                &mut target,
+                &calling,
+            )
+            .await?;
+        if let Target::Peer(outgoing, _) = target {
+            if lost {
+                outgoing.abort().await;
+            } else {
+                outgoing.release().await;
             }
-            if tally.counts.remaining > 0 {
-                self.retrieve_pending(request, context_id, tally.counts)
-                    .await?;
-            }
-            if self.cancelled(request.message_id)? {
-                cancelled = true;
-                break;
-            }
-        }
-        if lost {
-            // The destination went away: what is left cannot be sent.
-            for item in items {
-                tally.done(item, None);
-            }
-            outgoing.abort().await;
-        } else {
-            outgoing.release().await;
         }
         let code = if cancelled {
             status::CANCEL
         } else {
             tally.status()
         };
-        info!(peer = %self.peer, destination = %destination.name, completed = tally.counts.completed,
-            failed = tally.counts.failed, warning = tally.counts.warning, cancelled, "C-MOVE done");
+        let c = tally.counts;
+        info!(peer = %self.peer, to = %to, completed = c.completed, failed = c.failed,
+            warning = c.warning, cancelled, "{operation} done");
         self.final_response(request, context_id, &ts, code, &tally, None)
             .await
+    }
+
+    /// Sends each item, with a pending response after each; whether the target was lost
+    /// (the rest then counts as failed) and whether the requester cancelled.
+    async fn sub_operations(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+        items: &[RetrieveItem],
+        tally: &mut Tally,
+        target: &mut Target,
+        calling: &str,
+    ) -> Result<(bool, bool), AssociationError> {
+        let blobs = self.services.blobs.clone();
+        let mut cancelled = false;
+        let mut lost = false;
+        let mut rest = items.iter();
+        for item in rest.by_ref() {
+            let outcome = match target {
+                Target::Peer(outgoing, name) => {
+                    match outgoing
+                        .store(item, Some((calling, request.message_id)), blobs.as_ref())
+                        .await
+                    {
+                        Ok(stored) => Ok(stored.status),
+                        Err(e) => {
+                            lost = e.association_lost();
+                            Err(format!("{e} (to {name})"))
+                        }
+                    }
+                }
+                Target::Requester => {
+                    self.store_to_requester(item, request.message_id, &mut cancelled)
+                        .await?
+                }
+            };
+            match outcome {
+                Ok(code) => {
+                    if code != status::SUCCESS {
+                        warn!(sop_instance_uid = %item.sop_instance_uid,
+                            status = format!("{code:#06x}"), "sub-operation not successful");
+                    }
+                    tally.done(item, Some(code));
+                }
+                Err(e) => {
+                    warn!(sop_instance_uid = %item.sop_instance_uid, error = %e, "sub-operation failed");
+                    tally.done(item, None);
+                }
+            }
+            if lost {
+                break;
+            }
+            cancelled = cancelled || self.cancelled(request.message_id)?;
+            if cancelled {
+                break;
+            }
+            if tally.counts.remaining > 0 {
+                self.retrieve_pending(request, context_id, tally.counts)
+                    .await?;
+            }
+        }
+        if lost {
+            // The destination went away: what is left cannot be sent.
+            for item in rest {
+                tally.done(item, None);
+            }
+        }
+        Ok((lost, cancelled))
+    }
+
+    /// C-STORE of one item to the requester of a C-GET, on its association: the status it
+    /// answered, or why it was not sent. A C-CANCEL of the C-GET arriving meanwhile sets
+    /// `cancelled`.
+    async fn store_to_requester(
+        &mut self,
+        item: &RetrieveItem,
+        get_message_id: u16,
+        cancelled: &mut bool,
+    ) -> Result<Result<u16, String>, AssociationError> {
+        let Some(choice) = send::choose(self.association.presentation_contexts(), item) else {
+            return Ok(Err(format!(
+                "the requester proposed no context for SOP class {} in {} or an uncompressed syntax",
+                item.sop_class_uid, item.transfer_syntax_uid
+            )));
+        };
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        let id = self.next_message_id;
+        let blobs = self.services.blobs.clone();
+        match send::store_request(
+            &mut self.association,
+            &choice,
+            id,
+            item,
+            None,
+            blobs.as_ref(),
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(e) if e.association_lost() => {
+                return Err(AssociationError::Protocol(format!(
+                    "sending to the requester: {e}"
+                )));
+            }
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+        let mut buffer = Vec::new();
+        loop {
+            let pdu = self.receive().await?;
+            let Pdu::PData { data } = pdu else {
+                return Err(AssociationError::Protocol(format!(
+                    "{} while waiting for a C-STORE response",
+                    super::association::pdu_name(&pdu)
+                )));
+            };
+            for pdv in data {
+                if pdv.value_type != PDataValueType::Command {
+                    return Err(AssociationError::Protocol(
+                        "a data set while waiting for a C-STORE response".into(),
+                    ));
+                }
+                let Some(command) = command_fragment(&mut buffer, &pdv)? else {
+                    continue;
+                };
+                buffer.clear();
+                match command.field {
+                    f if f == command::C_STORE_RQ | command::RESPONSE_BIT
+                        && command.message_id == id =>
+                    {
+                        return Ok(Ok(command.status.unwrap_or(status::UNABLE_TO_PROCESS)));
+                    }
+                    command::C_CANCEL_RQ if command.message_id == get_message_id => {
+                        *cancelled = true;
+                    }
+                    other => {
+                        return Err(AssociationError::Protocol(format!(
+                            "command {other:#06x} while waiting for a C-STORE response"
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     async fn retrieve_pending(
@@ -359,13 +496,8 @@ where
     ) -> Result<(), AssociationError> {
         let command =
             super::dimse::retrieve_response(request, status::PENDING, counts, None, false);
-        self.send_pdv(
-            context_id,
-            dicom_ul::pdu::PDataValueType::Command,
-            true,
-            command,
-        )
-        .await
+        self.send_pdv(context_id, PDataValueType::Command, true, command)
+            .await
     }
 
     /// The last response, with the Failed SOP Instance UID List when some failed.
@@ -396,13 +528,8 @@ where
             comment,
             identifier.is_some(),
         );
-        self.send_pdv(
-            context_id,
-            dicom_ul::pdu::PDataValueType::Command,
-            true,
-            command,
-        )
-        .await?;
+        self.send_pdv(context_id, PDataValueType::Command, true, command)
+            .await?;
         if let Some(data) = identifier {
             self.send_data_set(context_id, data).await?;
         }

@@ -1,5 +1,5 @@
-//! What the SCP negotiates: abstract syntaxes (Verification and storage SOP classes) and the
-//! transfer syntaxes we keep as sent.
+//! What the SCP negotiates: abstract syntaxes (Verification and storage SOP classes), the
+//! transfer syntaxes we keep as sent, and the SCP role a C-GET requester asks for.
 
 use dicom_dictionary_std::uids;
 
@@ -44,4 +44,27 @@ pub fn is_standard_storage_class(uid: &str) -> bool {
                 && !entry.name.contains("Commitment")
                 && !entry.name.contains("Media Storage Directory")
         })
+}
+
+/// Role selection (PS3.7 D.3.3.4): a C-GET requester takes the SCP role for the storage
+/// classes it wants to receive; we grant whatever roles it asks for on storage classes (it
+/// only ever receives what it asked for), and answer nothing for other classes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Roles;
+
+impl dicom_ul::association::server::Negotiation for Roles {
+    fn negotiate_roles(
+        &self,
+        sop_class_uid: &str,
+        scu_role: bool,
+        scp_role: bool,
+    ) -> Option<dicom_ul::pdu::RequestorRoles> {
+        let class = sop_class_uid.trim_end_matches(['\0', ' ']);
+        (is_standard_storage_class(class) || !class.starts_with("1.2.840.10008.")).then_some(
+            dicom_ul::pdu::RequestorRoles {
+                scu: scu_role,
+                scp: scp_role,
+            },
+        )
+    }
 }

@@ -182,8 +182,12 @@ pub async fn getscu(
 /// Reads the final response out of movescu's or getscu's debug output.
 fn retrieve_result(operation: &str, out: Output) -> RetrieveResult {
     let output = text(&out);
-    let marker = format!("Received Final {operation} Response");
-    let Some(at) = output.find(&marker) else {
+    // movescu marks its last response; getscu prints each alike, the last being the final.
+    let at = match operation {
+        "Move" => output.find("Received Final Move Response"),
+        _ => output.rfind("Received C-GET Response"),
+    };
+    let Some(at) = at else {
         panic!("{operation}: no final response: {output}");
     };
     let after = &output[at..];

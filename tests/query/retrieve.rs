@@ -106,10 +106,12 @@ pub async fn exercise(site: &Site) {
     let out = dcmtk_move_as(site, "OTHERSCU", &key).await;
     assert!(out.status.contains("0x0124"), "{}", out.output);
 
+    get_sends_over_the_requesters_association(site).await;
     peers_change_over_rest(site).await;
     cancel_ends_a_move(site, &moved).await;
     a_destination_that_goes_away_fails_the_rest(site).await;
     assert_moves_are_audited(site).await;
+    compressed_instances_are_decompressed_for_peers_that_want_them(site, &moved).await;
 }
 
 impl Site {
@@ -176,7 +178,7 @@ async fn assert_arrived_as_stored(site: &Site, instances: &[Instance], dir: &Pat
     for instance in instances {
         let received = received_file(dir, &instance.sop_instance_uid);
         let received = std::fs::read(&received).unwrap();
-        let patient = patient_of(site, instance);
+        let patient = patient_of(instance);
         let id = orthanc_id(&[
             &patient,
             &instance.study_uid,
@@ -209,12 +211,12 @@ fn received_file(dir: &Path, sop_instance_uid: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{sop_instance_uid} did not arrive in {}", dir.display()))
 }
 
-fn patient_of(site: &Site, instance: &Instance) -> String {
-    if site.b.iter().any(|i| i.study_uid == instance.study_uid) {
-        "PID2".into()
-    } else {
-        "PID1".into()
-    }
+/// Each study's Spec seed gives its patient, except study C's, which is PID1's second study.
+fn patient_of(instance: &Instance) -> String {
+    let seed = (1..=4)
+        .find(|seed| crate::common::dicomgen::uid(*seed, &[1]) == instance.study_uid)
+        .expect("a study of this test");
+    format!("PID{}", if seed == 3 { 1 } else { seed })
 }
 
 /// A C-CANCEL right behind the C-MOVE, to a destination that takes a second per instance:
@@ -411,4 +413,135 @@ async fn peers_change_over_rest(site: &Site) {
         .await
         .unwrap();
     assert_eq!(status(unreachable), 404);
+}
+
+/// getscu of a series: the instances come back over its own association, as stored.
+async fn get_sends_over_the_requesters_association(site: &Site) {
+    let got = site.work.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    let series_uid = &site.a.last().unwrap().series_uid;
+    let series: Vec<Instance> = site
+        .a
+        .iter()
+        .filter(|i| &i.series_uid == series_uid)
+        .cloned()
+        .collect();
+    let keys = [
+        "QueryRetrieveLevel=SERIES".to_string(),
+        format!("StudyInstanceUID={}", site.a[0].study_uid),
+        format!("SeriesInstanceUID={series_uid}"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let get = |calling: &'static str, keys: Vec<&'static str>| {
+        let got = got.clone();
+        let port = site.server.dicom_port;
+        async move { dcmtk::getscu(port, calling, Model::StudyRoot, &keys, &[], &got).await }
+    };
+    let result = dcmtk::getscu(
+        site.server.dicom_port,
+        dcmtk::CALLING_AET,
+        Model::StudyRoot,
+        &keys,
+        &[],
+        &got,
+    )
+    .await;
+    assert!(result.status.contains("Success"), "{}", result.output);
+    assert_eq!(
+        (result.completed, result.failed),
+        (series.len() as u32, 0),
+        "{}",
+        result.output
+    );
+    assert_arrived_as_stored(site, &series, &got).await;
+    assert_eq!(std::fs::read_dir(&got).unwrap().count(), series.len());
+
+    // A peer that may not retrieve gets 0124 and nothing.
+    let refused = get(
+        "OTHERSCU",
+        vec!["QueryRetrieveLevel=PATIENT", "PatientID=PID2"],
+    )
+    .await;
+    assert!(refused.status.contains("0x0124"), "{}", refused.output);
+    assert_eq!(std::fs::read_dir(&got).unwrap().count(), series.len());
+}
+
+/// A study with one RLE-compressed instance, moved to a storescp that takes only uncompressed
+/// syntaxes: that instance arrives decompressed (Explicit VR Little Endian, the same pixels),
+/// the others as stored.
+async fn compressed_instances_are_decompressed_for_peers_that_want_them(site: &Site, moved: &Path) {
+    let work = site.work.path().join("d");
+    let d = crate::common::dicomgen::Spec::new(4).write(&work).unwrap();
+    let original = d[0].path.clone();
+    let rle = work.join("rle.dcm");
+    let out = std::process::Command::new("dcmcrle")
+        .arg(&original)
+        .arg(&rle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", dcmtk::text(&out));
+    std::fs::remove_file(&original).unwrap();
+    let out = dcmtk::storescu(
+        "127.0.0.1",
+        site.server.dicom_port,
+        "ORTHWEB",
+        &[&work],
+        &["-xr"],
+    )
+    .await;
+    assert!(out.status.success(), "storescu: {}", dcmtk::text(&out));
+    let uncompressed = moved.with_file_name("uncompressed");
+    std::fs::create_dir(&uncompressed).unwrap();
+    let scp = tokio::task::block_in_place(|| Storescp::start("PLAINSCP", &uncompressed, &[]));
+    register(site, "plain", &scp).await;
+    let key = format!("StudyInstanceUID={}", d[0].study_uid);
+    let result = site
+        .move_to(
+            "PLAINSCP",
+            Model::StudyRoot,
+            &["QueryRetrieveLevel=STUDY", &key],
+        )
+        .await;
+    assert_eq!(
+        (result.completed, result.failed),
+        (3, 0),
+        "{}",
+        result.output
+    );
+    assert_arrived_as_stored(site, &d[1..], &uncompressed).await;
+
+    let stored = dicom_object::open_file(&rle).unwrap();
+    assert_eq!(
+        stored.meta().transfer_syntax().trim_end_matches('\0'),
+        "1.2.840.10008.1.2.5",
+        "the instance was stored compressed"
+    );
+    let received =
+        dicom_object::open_file(received_file(&uncompressed, &d[0].sop_instance_uid)).unwrap();
+    assert_eq!(
+        received.meta().transfer_syntax().trim_end_matches('\0'),
+        scu::EXPLICIT_LE
+    );
+    let pixels = |path: &Path| {
+        dicom_object::open_file(path)
+            .unwrap()
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .to_vec()
+    };
+    // The original was written before compression; rle.dcm went through dcmcrle.
+    let expected = {
+        let regenerated = site.work.path().join("d-original");
+        crate::common::dicomgen::Spec::new(4)
+            .write(&regenerated)
+            .unwrap();
+        pixels(&regenerated.join(original.file_name().unwrap()))
+    };
+    let got = pixels(&received_file(&uncompressed, &d[0].sop_instance_uid));
+    assert!(
+        got == expected,
+        "the decompressed pixels differ from the original"
+    );
 }
