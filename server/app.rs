@@ -82,10 +82,11 @@ impl Application {
             blobs,
             ingest,
         } = Storage::open(&settings).await?;
-        let certificate = match settings.https || settings.dicom_tls {
-            true => Some(Certificate::from_settings(&settings)?),
-            false => None,
-        };
+        let certificate =
+            match settings.https || settings.dicom_tls || !settings.dicom_tls_peer_ca.is_empty() {
+                true => Some(Certificate::from_settings(&settings)?),
+                false => None,
+            };
         let dicom_tls = match (&certificate, settings.dicom_tls) {
             (Some(certificate), true) => {
                 let client_ca = Some(settings.dicom_tls_client_ca.as_str())
@@ -98,6 +99,14 @@ impl Application {
         // Users, sessions and the audit trail; creates the first admin when the HTTP listener
         // is reachable from other hosts and nobody could sign in.
         let auth = crate::auth::Auth::start(&settings, index.clone()).await?;
+        let peer_tls = match settings.dicom_tls_peer_ca.as_str() {
+            "" => None,
+            bundle => Some(crate::tls::dicom_client_config(
+                Path::new(bundle),
+                certificate.clone(),
+            )?),
+        };
+        let caller = crate::dicom::scu::Caller::new(&settings, peer_tls);
         let modalities = crate::dicom::Modalities::new(settings.modalities.clone(), index.clone());
         let services = Services {
             ingest: ingest.clone(),
@@ -105,7 +114,7 @@ impl Application {
             index: index.clone(),
             modalities: modalities.clone(),
             blobs: blobs.clone(),
-            caller: crate::dicom::scu::Caller::from_settings(&settings),
+            caller: caller.clone(),
             aet: settings.aet.clone(),
             find_limit: settings.dicom_find_limit,
             accept_unknown_sop_classes: settings.accept_unknown_sop_classes,
@@ -137,6 +146,7 @@ impl Application {
                 .map_or(0, |a| a.port()),
             http_port,
             modalities,
+            caller,
             renderer: Arc::new(crate::render::Renderer::new(settings.render_cache_mb)),
             settings: Arc::new(settings),
             index,

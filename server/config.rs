@@ -64,6 +64,10 @@ pub struct Settings {
     /// PEM bundle of the CAs whose client certificates DICOM TLS peers must present (mutual
     /// TLS); empty accepts peers without a certificate.
     pub dicom_tls_client_ca: String,
+    /// PEM bundle of the CAs whose certificates the DICOM TLS peers we call present
+    /// (modalities with `tls`); without it they cannot be called. Our certificate
+    /// (`tls_cert_file`, or the self-signed one) is presented to those that ask for one.
+    pub dicom_tls_peer_ca: String,
     /// Our AE title.
     pub aet: String,
     /// Refuse associations whose called AE title is not ours.
@@ -155,6 +159,7 @@ impl Default for Settings {
             dicom_tls: false,
             dicom_tls_listen: "0.0.0.0:11112".parse().expect("valid literal"),
             dicom_tls_client_ca: String::new(),
+            dicom_tls_peer_ca: String::new(),
             aet: "ORTHWEB".into(),
             check_called_aet: false,
             allowed_calling_aets: Vec::new(),

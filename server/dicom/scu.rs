@@ -32,12 +32,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn from_settings(settings: &crate::config::Settings) -> Caller {
+    /// `tls`: see `tls::dicom_client_config`.
+    pub fn new(
+        settings: &crate::config::Settings,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Caller {
         Caller {
             aet: settings.aet.clone(),
             max_pdu_length: settings.max_pdu_length,
             timeout: Duration::from_secs(settings.dicom_timeout_secs),
-            tls: None,
+            tls,
         }
     }
 }
@@ -47,7 +51,7 @@ impl Caller {
 pub enum ScuError {
     #[error("{peer} is not reachable: it has no host and port")]
     Unreachable { peer: String },
-    #[error("{peer} is a TLS peer and DICOM TLS is not set up here (dicom_tls)")]
+    #[error("{peer} is a TLS peer: set dicom_tls_peer_ca to the CAs that sign its certificate")]
     NoTls { peer: String },
     #[error("association with {peer} failed: {error}")]
     Associate { peer: String, error: String },
@@ -122,7 +126,7 @@ impl Outgoing {
         let address = (peer.host.clone(), peer.port);
         let associate_error = |e: dicom_ul::association::Error| ScuError::Associate {
             peer: name.clone(),
-            error: e.to_string(),
+            error: with_causes(&e),
         };
         // The whole negotiation, TLS handshake included, within the timeout.
         let establish = async {
@@ -289,6 +293,20 @@ async fn next_pdu<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
+}
+
+/// dicom-ul's messages leave the cause (a refused certificate, say) to the source chain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Without it, each response waits out the peer's delayed ACK (~40 ms).

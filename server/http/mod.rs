@@ -55,6 +55,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// The DICOM peers, the settings' and those added over REST.
     pub modalities: crate::dicom::Modalities,
+    /// How we call them.
+    pub caller: crate::dicom::scu::Caller,
     /// Rendered frames: the cache and the limit on concurrent decodes.
     pub renderer: Arc<crate::render::Renderer>,
 }

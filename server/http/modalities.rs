@@ -80,12 +80,11 @@ pub async fn delete(state: AppState, name: String) -> Result<Response, ApiError>
 /// `POST /modalities/{name}/echo`: a C-ECHO to the peer; 502 when it does not answer success.
 pub async fn echo(state: AppState, name: String) -> Result<Response, ApiError> {
     let peer = find(&state, &name).await?;
-    let caller = crate::dicom::scu::Caller::from_settings(&state.settings);
     let failed = |e: String| {
         tracing::warn!(name, error = %e, "C-ECHO failed");
         ApiError::bad_gateway(format!("C-ECHO to {name} failed: {e}"))
     };
-    let mut outgoing = Outgoing::connect(&caller, &peer, &[])
+    let mut outgoing = Outgoing::connect(&state.caller, &peer, &[])
         .await
         .map_err(|e| failed(e.to_string()))?;
     let status = outgoing.echo().await;

@@ -96,7 +96,11 @@ fn generate(site_name: &str) -> anyhow::Result<(String, String)> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    // Client too: it is what we present to DICOM TLS peers that ask for a certificate.
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let cert = params
         .self_signed(&key_pair)
         .context("cannot sign the certificate")?;

@@ -135,20 +135,7 @@ impl Certificate {
         let config = match client_ca {
             None => builder.with_no_client_auth(),
             Some(bundle) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(bundle)
-                    .with_context(|| format!("cannot read {}", bundle.display()))?
-                {
-                    let cert =
-                        cert.with_context(|| format!("{}: not a PEM bundle", bundle.display()))?;
-                    roots.add(cert).with_context(|| {
-                        format!("{}: unusable CA certificate", bundle.display())
-                    })?;
-                }
-                if roots.is_empty() {
-                    anyhow::bail!("{}: no CA certificate in it", bundle.display());
-                }
-                let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+                let verifier = WebPkiClientVerifier::builder(Arc::new(roots(bundle)?))
                     .build()
                     .context("cannot build the client certificate verifier")?;
                 builder.with_client_cert_verifier(verifier)
@@ -156,6 +143,37 @@ impl Certificate {
         };
         Ok(Arc::new(config.with_cert_resolver(self.clone())))
     }
+}
+
+/// For calling DICOM TLS peers: their certificates must chain to a CA of `peer_ca` (a PEM
+/// bundle) and name the host we call; ours, when there is one, is presented to peers that ask
+/// for a client certificate (mutual TLS).
+pub fn dicom_client_config(
+    peer_ca: &Path,
+    certificate: Option<Arc<Certificate>>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots(peer_ca)?);
+    Ok(Arc::new(match certificate {
+        Some(certificate) => builder.with_client_cert_resolver(certificate),
+        None => builder.with_no_client_auth(),
+    }))
+}
+
+/// The CA certificates of a PEM bundle.
+fn roots(bundle: &Path) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(bundle)
+        .with_context(|| format!("cannot read {}", bundle.display()))?
+    {
+        let cert = cert.with_context(|| format!("{}: not a PEM bundle", bundle.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("{}: unusable CA certificate", bundle.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("{}: no CA certificate in it", bundle.display());
+    }
+    Ok(roots)
 }
 
 /// The modification times of the certificate and key files.
@@ -172,6 +190,25 @@ impl ResolvesServerCert for Certificate {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         )
+    }
+}
+
+impl rustls::client::ResolvesClientCert for Certificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

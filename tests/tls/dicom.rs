@@ -200,3 +200,94 @@ async fn a_full_server_rejects_tls_associations_with_the_reason() {
     })
     .await;
 }
+
+/// Calling a DICOM TLS peer: a second server, reachable only over TLS and asking for a client
+/// certificate, receives a C-MOVE's instances from the first, which checks the peer's
+/// certificate against `dicom_tls_peer_ca` and the host it calls (a name the certificate
+/// does not hold fails) and presents its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_move_to_a_tls_peer_verifies_it_and_presents_our_certificate() {
+    if !dcmtk::require_tool("movescu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let ca = Authority::new(&pki, "Hospital CA");
+    let b_cert = ca.issue(&pki, "archive-b", &["localhost"], false);
+    let a_cert = ca.issue(&pki, "pacs-a", &["pacs-a.hospital.example"], true);
+    let b = with_dicom_tls(
+        &dir.path().join("b"),
+        ServerConfig::default()
+            .env("ORTHWEB_AET", "ARCHIVEB")
+            .env("ORTHWEB_DICOM_PLAIN", "false")
+            .env("ORTHWEB_DICOM_TLS_CLIENT_CA", ca.pem.cert.to_str().unwrap())
+            .env("ORTHWEB_TLS_CERT_FILE", b_cert.cert.to_str().unwrap())
+            .env("ORTHWEB_TLS_KEY_FILE", b_cert.key.to_str().unwrap()),
+    );
+    let peer = |name: &str, host: &str| {
+        format!(
+            "{{name=\"{name}\", aet=\"ARCHIVEB\", host=\"{host}\", port={}, tls=true}}",
+            b.dicom_tls_port
+        )
+    };
+    let a = Server::start(
+        &dir.path().join("a/data"),
+        ServerConfig::default()
+            .env("ORTHWEB_DICOM_TLS_PEER_CA", ca.pem.cert.to_str().unwrap())
+            .env("ORTHWEB_TLS_CERT_FILE", a_cert.cert.to_str().unwrap())
+            .env("ORTHWEB_TLS_KEY_FILE", a_cert.key.to_str().unwrap())
+            .env(
+                "ORTHWEB_MODALITIES",
+                format!(
+                    "[{}, {}, {{aet=\"{CALLING_AET}\", move=true}}]",
+                    peer("b", "localhost"),
+                    peer("b-by-address", "127.0.0.1")
+                ),
+            ),
+    );
+    let files = dir.path().join("study");
+    let written = Spec::new(72).write(&files).unwrap();
+    let paths: Vec<&Path> = written.iter().map(|i| i.path.as_path()).collect();
+    let stored = Command::new("storescu")
+        .args(["-aet", CALLING_AET, "-aec", AET, "127.0.0.1"])
+        .arg(a.dicom_port.to_string())
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert_ok("storescu to A", &stored);
+
+    let client = reqwest::Client::new();
+    let echo = |name: &str| {
+        client
+            .post(a.url(&format!("/modalities/{name}/echo")))
+            .send()
+    };
+    assert_eq!(
+        echo("b").await.unwrap().status(),
+        200,
+        "C-ECHO to B over TLS"
+    );
+    let refused = echo("b-by-address").await.unwrap();
+    assert_eq!(
+        refused.status(),
+        502,
+        "B's certificate does not name 127.0.0.1"
+    );
+    let body = refused.text().await.unwrap();
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+
+    let moved = dcmtk::movescu(
+        a.dicom_port,
+        CALLING_AET,
+        dcmtk::Model::StudyRoot,
+        "ARCHIVEB",
+        &[
+            "QueryRetrieveLevel=STUDY",
+            &format!("StudyInstanceUID={}", written[0].study_uid),
+        ],
+    )
+    .await;
+    assert!(moved.status.contains("Success"), "{}", moved.output);
+    assert_eq!(moved.completed, written.len() as u32, "{}", moved.output);
+    assert_eq!(instances(&b).await, written.len() as u64);
+}
