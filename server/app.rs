@@ -147,6 +147,8 @@ impl Application {
             http_port,
             modalities,
             caller,
+            jobs: crate::jobs::Jobs::default(),
+            queries: Default::default(),
             renderer: Arc::new(crate::render::Renderer::new(settings.render_cache_mb)),
             settings: Arc::new(settings),
             index,

@@ -16,6 +16,7 @@ pub mod import;
 pub mod index;
 pub mod ingest;
 pub mod janitor;
+pub mod jobs;
 pub mod main_tags;
 pub mod metrics;
 pub mod render;

@@ -122,6 +122,16 @@ pub fn text(dataset: &InMemDicomObject, tag: Tag) -> Option<String> {
 }
 
 /// The level whose main tags include `keyword`, the highest if several do.
+/// The main tags of `level` (tag, keyword).
+pub fn of_level(level: Level) -> &'static [(Tag, &'static str)] {
+    match level {
+        Level::Patient => PATIENT,
+        Level::Study => STUDY,
+        Level::Series => SERIES,
+        Level::Instance => INSTANCE,
+    }
+}
+
 pub fn level_of(keyword: &str) -> Option<Level> {
     [
         (Level::Patient, PATIENT),

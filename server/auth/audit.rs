@@ -125,6 +125,13 @@ pub fn classify(method: &Method, route: &str, status: u16) -> Option<&'static st
                 "user-change"
             }
         }
+        (_, r) if r.starts_with("/modalities/{name}") && *method != Method::GET => match r {
+            "/modalities/{name}/store" => "send",
+            "/modalities/{name}/query" => "remote-find",
+            "/modalities/{name}/echo" => "echo",
+            _ => "peer-change",
+        },
+        ("POST", r) if r.starts_with("/queries/") && r.ends_with("/retrieve") => "retrieve",
         ("DELETE", _) => "delete",
         ("GET" | "HEAD", r) if r.ends_with("/file") || r.ends_with("/archive") => "download",
         _ => "view",
@@ -139,8 +146,12 @@ pub fn resource_of(path: &str) -> (String, String) {
     let (Some(first), Some(id)) = (segments.next(), segments.next()) else {
         return (String::new(), String::new());
     };
-    if first == "users" {
-        return ("User".into(), id.to_string());
+    match first {
+        "users" => return ("User".into(), id.to_string()),
+        "modalities" => return ("Modality".into(), id.to_string()),
+        "queries" => return ("Query".into(), id.to_string()),
+        "jobs" => return ("Job".into(), id.to_string()),
+        _ => {}
     }
     match Level::ALL.into_iter().find(|l| l.plural() == first) {
         Some(level) => (level.name().to_string(), id.to_string()),
@@ -170,6 +181,19 @@ mod tests {
             Some("delete")
         );
         assert_eq!(classify(&Method::POST, "/tools/find", 200), Some("find"));
+        let post = Method::POST;
+        assert_eq!(
+            classify(&post, "/modalities/{name}/store", 200),
+            Some("send")
+        );
+        assert_eq!(
+            classify(&Method::PUT, "/modalities/{name}", 200),
+            Some("peer-change")
+        );
+        assert_eq!(
+            classify(&post, "/queries/{id}/retrieve", 200),
+            Some("retrieve")
+        );
         assert_eq!(
             classify(&Method::POST, "/auth/login", 401),
             Some("sign-in-failed")

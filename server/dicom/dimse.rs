@@ -76,6 +76,8 @@ pub struct Command {
     pub status: Option<u16>,
     /// The Move Destination of a C-MOVE-RQ.
     pub move_destination: String,
+    /// The counts of a C-MOVE or C-GET response.
+    pub sub_operations: SubOperations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,12 @@ pub fn parse(bytes: &[u8]) -> Result<Command, DimseError> {
         has_data_set: data_set_type != NO_DATA_SET,
         status: uint(&object, tags::STATUS),
         move_destination: uid(&object, tags::MOVE_DESTINATION),
+        sub_operations: SubOperations {
+            remaining: uint(&object, tags::NUMBER_OF_REMAINING_SUBOPERATIONS).unwrap_or(0),
+            completed: uint(&object, tags::NUMBER_OF_COMPLETED_SUBOPERATIONS).unwrap_or(0),
+            failed: uint(&object, tags::NUMBER_OF_FAILED_SUBOPERATIONS).unwrap_or(0),
+            warning: uint(&object, tags::NUMBER_OF_WARNING_SUBOPERATIONS).unwrap_or(0),
+        },
     })
 }
 
@@ -212,6 +220,42 @@ pub fn store_request(
         ));
         put_us(&mut object, tags::MOVE_ORIGINATOR_MESSAGE_ID, id);
     }
+    with_group_length(&object)
+}
+
+/// A C-FIND-RQ or C-MOVE-RQ (with its destination) in `model`; the identifier follows.
+pub fn query_request(
+    field: u16,
+    message_id: u16,
+    model: &str,
+    move_destination: Option<&str>,
+) -> Vec<u8> {
+    let mut object = InMemDicomObject::new_empty();
+    put_uid(&mut object, tags::AFFECTED_SOP_CLASS_UID, model);
+    put_us(&mut object, tags::COMMAND_FIELD, field);
+    put_us(&mut object, tags::MESSAGE_ID, message_id);
+    put_us(&mut object, tags::PRIORITY, 0);
+    put_us(&mut object, tags::COMMAND_DATA_SET_TYPE, DATA_SET);
+    if let Some(aet) = move_destination {
+        let mut aet = aet.trim().to_string();
+        if aet.len() % 2 == 1 {
+            aet.push(' ');
+        }
+        object.put(DataElement::new(
+            tags::MOVE_DESTINATION,
+            VR::AE,
+            PrimitiveValue::from(aet),
+        ));
+    }
+    with_group_length(&object)
+}
+
+/// A C-CANCEL-RQ for the request `message_id`.
+pub fn cancel_request(message_id: u16) -> Vec<u8> {
+    let mut object = InMemDicomObject::new_empty();
+    put_us(&mut object, tags::COMMAND_FIELD, command::C_CANCEL_RQ);
+    put_us(&mut object, tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id);
+    put_us(&mut object, tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET);
     with_group_length(&object)
 }
 

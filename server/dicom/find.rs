@@ -327,7 +327,7 @@ fn level_name(level: Level) -> &'static str {
 }
 
 /// A return key holding `value` (empty: zero length), in the VR the query used.
-fn element(tag: Tag, vr: VR, value: String) -> DataElement<InMemDicomObject> {
+pub(super) fn element(tag: Tag, vr: VR, value: String) -> DataElement<InMemDicomObject> {
     if vr == VR::SQ {
         return DataElement::new(tag, VR::SQ, DataSetSequence::empty());
     }

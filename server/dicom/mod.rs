@@ -12,6 +12,7 @@ mod retrieve;
 pub(crate) mod scu;
 mod send;
 pub mod syntaxes;
+pub mod transfer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use dicom_object::InMemDicomObject;
 use dicom_ul::association::AsyncAssociation;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValueType, Pdu, PresentationContextNegotiated};
@@ -19,6 +20,9 @@ use super::send::{self, SendError};
 use super::syntaxes::VERIFICATION;
 use crate::index::RetrieveItem;
 use crate::storage::BlobStore;
+
+/// Largest answer (C-FIND identifier) we read.
+const MAX_ANSWER: usize = 1 << 20;
 
 /// Who we are when we call: our AE title and how we talk.
 #[derive(Clone)]
@@ -229,32 +233,189 @@ impl Outgoing {
 
     /// The response to message `id`: the command set, any data set after it skipped.
     async fn response(&mut self, id: u16) -> Result<Command, ScuError> {
+        loop {
+            let (response, _) = self.message().await?;
+            if response.message_id == id && response.field & dimse::command::RESPONSE_BIT != 0 {
+                return Ok(response);
+            }
+        }
+    }
+
+    /// The next message: its command set and the data set after it, if any (at most
+    /// `MAX_ANSWER` bytes).
+    async fn message(&mut self) -> Result<(Command, Option<Vec<u8>>), ScuError> {
         let max = self.max_pdu_length;
         let timeout = self.timeout;
-        let mut command = Vec::new();
+        let mut command_bytes = Vec::new();
+        let mut command: Option<Command> = None;
+        let mut data = Vec::new();
         loop {
             let pdu = on_link!(&mut self.link, a => {
                 let (stream, buffer) = AsyncAssociation::get_mut(a);
                 next_pdu(stream, buffer, max, timeout).await
             });
             let pdu = pdu.map_err(|e| self.protocol(e))?;
-            let Pdu::PData { data } = pdu else {
+            let Pdu::PData { data: values } = pdu else {
                 return Err(self.protocol(format!("{pdu:?} instead of a response")));
             };
-            for pdv in data {
-                if pdv.value_type != PDataValueType::Command {
-                    continue;
-                }
-                if let Some(response) = command_fragment(&mut command, &pdv)
-                    .map_err(|e| self.protocol(e.to_string()))?
-                {
-                    if response.message_id == id
-                        && response.field & dimse::command::RESPONSE_BIT != 0
-                    {
-                        return Ok(response);
+            for pdv in values {
+                match (&command, &pdv.value_type) {
+                    (None, PDataValueType::Command) => {
+                        if let Some(parsed) = command_fragment(&mut command_bytes, &pdv)
+                            .map_err(|e| self.protocol(e.to_string()))?
+                        {
+                            if !parsed.has_data_set {
+                                return Ok((parsed, None));
+                            }
+                            command = Some(parsed);
+                        }
                     }
-                    command.clear();
+                    (Some(_), PDataValueType::Data) => {
+                        if data.len() + pdv.data.len() > MAX_ANSWER {
+                            return Err(self.protocol("an answer over 1 MiB".into()));
+                        }
+                        data.extend_from_slice(&pdv.data);
+                        if pdv.is_last {
+                            let command = command.take().expect("matched as Some");
+                            return Ok((command, Some(data)));
+                        }
+                    }
+                    _ => return Err(self.protocol("a PDV out of sequence".into())),
                 }
+            }
+        }
+    }
+
+    /// The accepted context for `abstract_syntax`: its ID and transfer syntax.
+    fn context_for(&self, abstract_syntax: &str) -> Result<(u8, String), ScuError> {
+        self.presentation_contexts()
+            .iter()
+            .find(|pc| {
+                pc.abstract_syntax.trim_end_matches('\0') == abstract_syntax
+                    && pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance
+            })
+            .map(|pc| (pc.id, pc.transfer_syntax.trim_end_matches('\0').to_string()))
+            .ok_or_else(|| self.protocol(format!("{abstract_syntax} was not accepted")))
+    }
+
+    /// Sends a C-FIND-RQ or C-MOVE-RQ with its identifier.
+    async fn query_request(
+        &mut self,
+        field: u16,
+        model: &str,
+        identifier: &InMemDicomObject,
+        destination: Option<&str>,
+    ) -> Result<(u16, String), ScuError> {
+        let (context, ts) = self.context_for(model)?;
+        let charset = if identifier
+            .iter()
+            .any(|e| e.to_str().map(|v| !v.is_ascii()).unwrap_or(false))
+        {
+            dicom_encoding::text::SpecificCharacterSet::ISO_IR_192
+        } else {
+            Default::default()
+        };
+        let data = super::find::encode(identifier, &ts, charset).map_err(|e| self.protocol(e))?;
+        let id = self.message_id();
+        let command = dimse::query_request(field, id, model, destination);
+        let room = self.room();
+        let written: std::io::Result<()> = on_link!(&mut self.link, a => {
+            let stream = a.inner_stream();
+            async {
+                send::write_pdv(stream, context, true, true, &command).await?;
+                let mut pieces = data.chunks(room).peekable();
+                while let Some(piece) = pieces.next() {
+                    send::write_pdv(stream, context, false, pieces.peek().is_none(), piece).await?;
+                }
+                Ok(())
+            }
+            .await
+        });
+        written.map_err(|e| self.protocol(e.to_string()))?;
+        Ok((id, ts))
+    }
+
+    /// The largest PDV value the peer takes.
+    fn room(&self) -> usize {
+        let max =
+            on_link!(&self.link, a => dicom_ul::association::Association::peer_max_pdu_length(a));
+        match max {
+            0 => 1 << 20,
+            max => (max as usize).saturating_sub(6).clamp(1, 1 << 24),
+        }
+    }
+
+    /// C-FIND in `model`: the identifiers of the matches (the first `limit`; a C-CANCEL stops
+    /// the rest) and the final status.
+    pub async fn find(
+        &mut self,
+        model: &str,
+        identifier: &InMemDicomObject,
+        limit: usize,
+    ) -> Result<(Vec<InMemDicomObject>, u16), ScuError> {
+        use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+        let (id, ts) = self
+            .query_request(dimse::command::C_FIND_RQ, model, identifier, None)
+            .await?;
+        let syntax = TransferSyntaxRegistry
+            .get(&ts)
+            .ok_or_else(|| self.protocol(format!("unknown transfer syntax {ts}")))?;
+        let mut answers = Vec::new();
+        let mut cancelled = false;
+        loop {
+            let (response, data) = self.message().await?;
+            if response.message_id != id {
+                continue;
+            }
+            let code = response.status.unwrap_or(dimse::status::UNABLE_TO_PROCESS);
+            if !matches!(code, dimse::status::PENDING | 0xFF01) {
+                return Ok((answers, code));
+            }
+            let Some(data) = data else { continue };
+            if answers.len() == limit {
+                if !cancelled {
+                    cancelled = true;
+                    let (context, _) = self.context_for(model)?;
+                    let cancel = dimse::cancel_request(id);
+                    let written = on_link!(&mut self.link, a => {
+                        send::write_pdv(a.inner_stream(), context, true, true, &cancel).await
+                    });
+                    written.map_err(|e| self.protocol(e.to_string()))?;
+                }
+                continue;
+            }
+            // Checked before dicom-rs reads it, as our SCP checks identifiers.
+            crate::ingest::walk_bytes(&data, &ts).map_err(|e| self.protocol(e.to_string()))?;
+            let answer = InMemDicomObject::read_dataset_with_ts(&data[..], syntax)
+                .map_err(|e| self.protocol(format!("an unreadable answer: {e}")))?;
+            answers.push(answer);
+        }
+    }
+
+    /// C-MOVE in `model` of what `identifier` names to `destination`: the final status and
+    /// counts.
+    pub async fn r#move(
+        &mut self,
+        model: &str,
+        identifier: &InMemDicomObject,
+        destination: &str,
+    ) -> Result<(u16, dimse::SubOperations), ScuError> {
+        let (id, _) = self
+            .query_request(
+                dimse::command::C_MOVE_RQ,
+                model,
+                identifier,
+                Some(destination),
+            )
+            .await?;
+        loop {
+            let (response, _) = self.message().await?;
+            if response.message_id != id {
+                continue;
+            }
+            let code = response.status.unwrap_or(dimse::status::UNABLE_TO_PROCESS);
+            if code != dimse::status::PENDING {
+                return Ok((code, response.sub_operations));
             }
         }
     }

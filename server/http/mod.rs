@@ -7,7 +7,9 @@ mod error;
 pub(crate) mod files;
 pub(crate) mod find;
 mod headers;
+mod jobs;
 mod modalities;
+mod queries;
 mod render;
 mod resources;
 pub mod serve;
@@ -57,6 +59,10 @@ pub struct AppState {
     pub modalities: crate::dicom::Modalities,
     /// How we call them.
     pub caller: crate::dicom::scu::Caller,
+    /// Sending to and retrieving from peers, running or done.
+    pub jobs: crate::jobs::Jobs,
+    /// Answers of queries asked of peers.
+    pub queries: crate::dicom::transfer::Queries,
     /// Rendered frames: the cache and the limit on concurrent decodes.
     pub renderer: Arc<crate::render::Renderer>,
 }
@@ -92,6 +98,16 @@ pub(crate) fn json_body(
 ) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(&body_bytes(body)?)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// A body that may be JSON, a bare AE title (Orthanc's retrieve takes either) or empty.
+fn lenient_json(body: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        match std::str::from_utf8(body).map(str::trim) {
+            Ok(text) if !text.is_empty() => serde_json::Value::String(text.to_string()),
+            _ => serde_json::Value::Null,
+        }
+    })
 }
 
 /// A small body (queries, UIDs), with axum's refusals (too large, unreadable) as JSON errors.
@@ -361,6 +377,85 @@ fn modality_routes(routes: Routes) -> Routes {
             "/modalities/{name}/echo",
             &["post"],
             post(|State(s): St, Path(name): Path<String>| modalities::echo(s, name)),
+        )
+        .add(
+            "/modalities/{name}/store",
+            &["post"],
+            post(
+                |State(s): St, Path(name): Path<String>, body: Result<Bytes, BytesRejection>| async move {
+                    modalities::store(s, name, json_body(body)?).await
+                },
+            ),
+        )
+        .add(
+            "/modalities/{name}/query",
+            &["post"],
+            post(
+                |State(s): St, Path(name): Path<String>, body: Result<Bytes, BytesRejection>| async move {
+                    modalities::query(s, name, json_body(body)?).await
+                },
+            ),
+        )
+        .add("/queries", &["get"], get(|State(s): St| queries::list(s)))
+        .add(
+            "/queries/{id}",
+            &["get"],
+            get(|State(s): St, Path(id): Path<String>| queries::operations(s, id)),
+        )
+        .add(
+            "/queries/{id}/level",
+            &["get"],
+            get(|State(s): St, Path(id): Path<String>| queries::about(s, id, "level")),
+        )
+        .add(
+            "/queries/{id}/modality",
+            &["get"],
+            get(|State(s): St, Path(id): Path<String>| queries::about(s, id, "modality")),
+        )
+        .add(
+            "/queries/{id}/answers",
+            &["get"],
+            get(|State(s): St, Path(id): Path<String>, q: RawQuery| {
+                queries::answers(s, id, args(q))
+            }),
+        )
+        .add(
+            "/queries/{id}/answers/{index}/content",
+            &["get"],
+            get(
+                |State(s): St, Path((id, index)): Path<(String, String)>, q: RawQuery| {
+                    queries::content(s, id, index, args(q))
+                },
+            ),
+        )
+        .add(
+            "/queries/{id}/retrieve",
+            &["post"],
+            post(
+                |State(s): St, Path(id): Path<String>, body: Bytes| async move {
+                    queries::retrieve(s, id, None, lenient_json(&body)).await
+                },
+            ),
+        )
+        .add(
+            "/queries/{id}/answers/{index}/retrieve",
+            &["post"],
+            post(
+                |State(s): St, Path((id, index)): Path<(String, String)>, body: Bytes| async move {
+                    queries::retrieve(s, id, Some(index), lenient_json(&body)).await
+                },
+            ),
+        )
+        .add("/jobs", &["get"], get(|State(s): St, q: RawQuery| jobs::list(s, args(q))))
+        .add(
+            "/jobs/{id}",
+            &["get"],
+            get(|State(s): St, Path(id): Path<String>| jobs::get(s, id)),
+        )
+        .add(
+            "/jobs/{id}/cancel",
+            &["post"],
+            post(|State(s): St, Path(id): Path<String>| jobs::cancel(s, id)),
         )
         .add(
             "/modalities/{name}/configuration",

@@ -7,6 +7,8 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::index::Level;
+
 use super::{ApiError, AppState};
 use crate::dicom::Modality;
 use crate::dicom::modalities::{ModalityChangeError, check_name};
@@ -45,7 +47,7 @@ async fn find(state: &AppState, name: &str) -> Result<Modality, ApiError> {
 /// `GET /modalities/{name}`: what can be done with it, as Orthanc lists it.
 pub async fn operations(state: AppState, name: String) -> Result<Response, ApiError> {
     find(&state, &name).await?;
-    Ok(Json(json!(["configuration", "echo"])).into_response())
+    Ok(Json(json!(["configuration", "echo", "query", "store"])).into_response())
 }
 
 /// `GET /modalities/{name}/configuration`.
@@ -93,4 +95,113 @@ pub async fn echo(state: AppState, name: String) -> Result<Response, ApiError> {
         0 => Ok(Json(json!({})).into_response()),
         code => Err(failed(format!("status {code:#06x}"))),
     }
+}
+
+/// The resources of a store request: Orthanc's body is an ID, a list of IDs, or
+/// `{"Resources": [...], "Asynchronous": …}`.
+fn resources_of(body: &Value) -> Result<Vec<String>, ApiError> {
+    let list = match body {
+        Value::String(id) => return Ok(vec![id.clone()]),
+        Value::Array(ids) => ids,
+        Value::Object(fields) => match fields.get("Resources") {
+            Some(Value::Array(ids)) => ids,
+            _ => return Err(ApiError::bad_request("Resources: a list of resource IDs")),
+        },
+        _ => return Err(ApiError::bad_request("a resource ID or a list of them")),
+    };
+    list.iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::bad_request("resource IDs are strings"))
+        })
+        .collect()
+}
+
+/// `POST /modalities/{name}/store`: C-STORE of the instances under the given resources, as a
+/// job (answered when it ends, or at once with `Asynchronous`).
+pub async fn store(state: AppState, name: String, body: Value) -> Result<Response, ApiError> {
+    let peer = find(&state, &name).await?;
+    if !peer.reachable() {
+        return Err(ApiError::bad_request(format!(
+            "modality {name:?} has no host and port to send to"
+        )));
+    }
+    let resources = resources_of(&body)?;
+    if resources.is_empty() {
+        return Err(ApiError::bad_request("no resources to send"));
+    }
+    let mut items = Vec::new();
+    for id in &resources {
+        let mut level = None;
+        for candidate in Level::ALL {
+            if state
+                .index
+                .resource(candidate, id)
+                .await
+                .map_err(ApiError::index)?
+                .is_some()
+            {
+                level = Some(candidate);
+                break;
+            }
+        }
+        let level = level.ok_or_else(|| ApiError::not_found(format!("no resource {id:?}")))?;
+        items.extend(
+            state
+                .index
+                .retrieve_items(level, id)
+                .await
+                .map_err(ApiError::index)?,
+        );
+    }
+    tracing::info!(peer = %name, resources = resources.len(), instances = items.len(), "sending to peer");
+    let (caller, blobs) = (state.caller.clone(), state.blobs.clone());
+    let job = state.jobs.start(
+        "DicomModalityStore",
+        json!({"RemoteAet": peer.aet, "ParentResources": resources}),
+        move |job| crate::dicom::transfer::store(caller, blobs, peer, items, resources, job),
+    );
+    Ok(super::jobs::answer(job, super::jobs::asynchronous(&body)).await)
+}
+
+/// `POST /modalities/{name}/query` with `{"Level": "Study", "Query": {"PatientName": "A*"}}`:
+/// a C-FIND to the peer; the answers are kept under `/queries/{id}`.
+pub async fn query(state: AppState, name: String, body: Value) -> Result<Response, ApiError> {
+    let peer = find(&state, &name).await?;
+    let level = body
+        .get("Level")
+        .and_then(Value::as_str)
+        .and_then(|l| {
+            Level::ALL
+                .into_iter()
+                .find(|x| x.name().eq_ignore_ascii_case(l))
+        })
+        .ok_or_else(|| ApiError::bad_request("Level: Patient, Study, Series or Instance"))?;
+    let keys: Vec<(String, String)> = match body.get("Query") {
+        None => Vec::new(),
+        Some(Value::Object(fields)) => fields
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                _ => Err(ApiError::bad_request(format!("Query.{k}: a string"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::bad_request("Query: an object of tag → value")),
+    };
+    let answers = crate::dicom::transfer::query(&state.caller, &peer, level, &keys)
+        .await
+        .map_err(|e| match e {
+            crate::dicom::transfer::QueryError::UnknownTag(_) => {
+                ApiError::bad_request(e.to_string())
+            }
+            other => {
+                tracing::warn!(peer = %name, error = %other, "C-FIND to peer failed");
+                ApiError::bad_gateway(format!("C-FIND to {name} failed: {other}"))
+            }
+        })?;
+    tracing::info!(peer = %name, level = %level, answers = answers.len(), "queried peer");
+    let kept = state.queries.keep(name, level, answers);
+    let path = format!("/queries/{}", kept.id);
+    Ok(Json(json!({"ID": kept.id, "Path": path})).into_response())
 }

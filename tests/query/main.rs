@@ -4,7 +4,8 @@
 //! levels), the statuses of a query that does not fit its model, of the result limit and of a
 //! peer that may not query; a C-CANCEL from a raw SCU. Retrieval (C-MOVE, C-GET) is in
 //! `retrieve.rs`, on the same servers.
-//! Each of two servers (SQLite, PostgreSQL) holds three studies, two of them of one patient.
+//! Each of two servers (SQLite + folder, PostgreSQL + S3) holds three studies, two of them of
+//! one patient.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,6 +17,7 @@ use std::path::Path;
 use common::dcmtk::{self, FindResult, Model};
 use common::dicomgen::{Depth, Instance, Spec};
 use common::pg::PgCluster;
+use common::s3::{self, S3Server};
 use common::scu::{self, Scu};
 use common::server::{Server, ServerConfig};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -82,8 +84,9 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// The three studies stored on a new server, its index at `index_url` (None: SQLite).
-async fn start(work: tempfile::TempDir, index_url: Option<String>) -> Site {
+/// The three studies stored on a new server, its index at `index_url` and its files on `s3`
+/// (None: SQLite and a folder).
+async fn start(work: tempfile::TempDir, backend: Option<(String, &S3Server)>) -> Site {
     let mut a = Spec::new(1);
     a.add_series("MR", 2, 64, 64, 1, Depth::U12);
     let mut b = Spec::new(2);
@@ -95,8 +98,14 @@ async fn start(work: tempfile::TempDir, index_url: Option<String>) -> Site {
     let write = |spec: &Spec, name: &str| spec.write(&work.path().join(name)).unwrap();
     let (a, b, c) = (write(&a, "a"), write(&b, "b"), write(&c, "c"));
     let mut config = ServerConfig::default();
-    if let Some(url) = index_url {
-        config = config.arg("--index").arg(url);
+    if let Some((url, s3)) = backend {
+        config = config
+            .arg("--index")
+            .arg(url)
+            .arg("--storage")
+            .arg(format!("s3://{}/query", s3::BUCKET))
+            .env("ORTHWEB_S3_PATH_STYLE", "true")
+            .envs(s3.env());
     }
     let server = Server::start(
         &work.path().join("data"),
@@ -138,15 +147,16 @@ async fn sqlite_answers_findscu_at_every_level_of_both_models() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_answers_findscu_at_every_level_of_both_models() {
+async fn postgres_and_s3_answer_findscu_at_every_level_of_both_models() {
     if !tools_installed() {
         return;
     }
     let Some(pg) = tokio::task::block_in_place(PgCluster::start) else {
         return;
     };
+    let s3 = S3Server::start();
     let url = tokio::task::block_in_place(|| pg.create_database("query"));
-    exercise(&start(tempfile::tempdir().unwrap(), Some(url)).await).await;
+    exercise(&start(tempfile::tempdir().unwrap(), Some((url, &s3))).await).await;
 }
 
 async fn exercise(site: &Site) {

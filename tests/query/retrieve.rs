@@ -14,6 +14,7 @@ use crate::common::dcmtk::{self, Model, Storescp};
 use crate::common::dicomgen::Instance;
 use crate::common::orthanc_id;
 use crate::common::scu::{self, Scu};
+use crate::common::server::{Server, ServerConfig};
 
 const STUDY_ROOT_MOVE: &str = "1.2.840.10008.5.1.4.1.2.2.2";
 const C_MOVE_RQ: u16 = 0x0021;
@@ -112,6 +113,7 @@ pub async fn exercise(site: &Site) {
     a_destination_that_goes_away_fails_the_rest(site).await;
     assert_moves_are_audited(site).await;
     compressed_instances_are_decompressed_for_peers_that_want_them(site, &moved).await;
+    pull_from_and_push_to_another_orthweb(site).await;
 }
 
 impl Site {
@@ -544,4 +546,144 @@ async fn compressed_instances_are_decompressed_for_peers_that_want_them(site: &S
         got == expected,
         "the decompressed pixels differ from the original"
     );
+}
+
+/// A second Orthweb as the old PACS: a REST query finds a study there, its retrieval (C-MOVE to
+/// us) brings it here as it is there, and `POST /modalities/{name}/store` pushes one back,
+/// synchronously and as a job.
+async fn pull_from_and_push_to_another_orthweb(site: &Site) {
+    let dir = site.work.path().join("oldpacs");
+    let old = tokio::task::block_in_place(|| {
+        Server::start(
+            &dir.join("data"),
+            ServerConfig::default().env("ORTHWEB_AET", "OLDPACS").env(
+                "ORTHWEB_MODALITIES",
+                format!(
+                    "[{{name=\"new\", aet=\"ORTHWEB\", host=\"127.0.0.1\", port={}, find=true, move=true}}]",
+                    site.server.dicom_port
+                ),
+            ),
+        )
+    });
+    let e = crate::common::dicomgen::Spec::new(5)
+        .write(&dir.join("e"))
+        .unwrap();
+    let out = dcmtk::storescu(
+        "127.0.0.1",
+        old.dicom_port,
+        "OLDPACS",
+        &[dir.join("e")],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", dcmtk::text(&out));
+
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"AET": "OLDPACS", "Host": "127.0.0.1", "Port": old.dicom_port});
+    let put = client
+        .put(site.server.url("/modalities/oldpacs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let post = |path: String, body: serde_json::Value| {
+        let request = client.post(site.server.url(&path)).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert!(status.is_success(), "POST {path}: {status} {body}");
+            body
+        }
+    };
+
+    // Query: the old PACS's study of PID5, and only it.
+    let query = post(
+        "/modalities/oldpacs/query".into(),
+        serde_json::json!({"Level": "Study", "Query": {"PatientID": "PID5"}}),
+    )
+    .await;
+    let id = query["ID"].as_str().unwrap().to_string();
+    let answers = site
+        .server
+        .get_json(&format!("/queries/{id}/answers?expand"))
+        .await;
+    let answers = answers.as_array().unwrap();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["StudyInstanceUID"], e[0].study_uid.as_str());
+    assert_eq!(answers[0]["PatientName"], "Test^Patient5");
+
+    // Retrieve it here.
+    let retrieved = post(format!("/queries/{id}/retrieve"), serde_json::json!({})).await;
+    assert_eq!(retrieved["CompletedSubOperations"], 3, "{retrieved}");
+    for instance in &e {
+        let id = orthanc_id(&[
+            "PID5",
+            &instance.study_uid,
+            &instance.series_uid,
+            &instance.sop_instance_uid,
+        ]);
+        let here = reqwest::get(site.server.url(&format!("/instances/{id}/file")))
+            .await
+            .unwrap();
+        assert_eq!(
+            here.status(),
+            200,
+            "{} was not retrieved",
+            instance.sop_instance_uid
+        );
+        let there = reqwest::get(old.url(&format!("/instances/{id}/file")))
+            .await
+            .unwrap();
+        let (here, there) = (here.bytes().await.unwrap(), there.bytes().await.unwrap());
+        assert!(
+            data_set(&here) == data_set(&there),
+            "retrieved as stored there"
+        );
+    }
+
+    // Push study A back, synchronously, then study B as a job.
+    let study_a = orthanc_id(&["PID1", &site.a[0].study_uid]);
+    let sent = post(
+        "/modalities/oldpacs/store".into(),
+        serde_json::json!([study_a]),
+    )
+    .await;
+    assert_eq!(sent["InstancesCount"], 5, "{sent}");
+    assert_eq!(sent["FailedInstancesCount"], 0, "{sent}");
+    let there = old.get_json(&format!("/studies/{study_a}/instances")).await;
+    assert_eq!(there.as_array().map(Vec::len), Some(5), "study A is there");
+    let study_b = orthanc_id(&["PID2", &site.b[0].study_uid]);
+    let job = post(
+        "/modalities/oldpacs/store".into(),
+        serde_json::json!({"Resources": [study_b], "Asynchronous": true}),
+    )
+    .await;
+    let job_path = job["Path"].as_str().unwrap().to_string();
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        state = site.server.get_json(&job_path).await;
+        if state["State"] == "Success" || state["State"] == "Failure" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(state["State"], "Success", "{state}");
+    assert_eq!(state["Type"], "DicomModalityStore", "{state}");
+    assert_eq!(state["Progress"], 100, "{state}");
+    assert_eq!(state["Content"]["InstancesCount"], 3, "{state}");
+    let statistics = old.get_json("/statistics").await;
+    assert_eq!(statistics["CountInstances"], 3 + 5 + 3, "{statistics}");
+
+    // A peer that is down: a clear 502, and the server goes on.
+    let down = old.url("/");
+    drop(old);
+    let failed = client
+        .post(site.server.url("/modalities/oldpacs/store"))
+        .json(&serde_json::json!([study_b]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502, "{down}");
 }
