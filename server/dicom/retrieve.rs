@@ -358,14 +358,28 @@ where
         calling: &str,
     ) -> Result<(bool, bool), AssociationError> {
         let blobs = self.services.blobs.clone();
+        let mut prefetch = send::Prefetch::new(blobs.clone());
         let mut cancelled = false;
         let mut lost = false;
-        let mut rest = items.iter();
-        for item in rest.by_ref() {
+        let mut rest = items.iter().enumerate();
+        for (i, item) in rest.by_ref() {
+            let opened = match prefetch.open(items, i).await {
+                Ok(opened) => opened,
+                Err(e) => {
+                    warn!(sop_instance_uid = %item.sop_instance_uid, error = %e, "sub-operation failed");
+                    tally.done(item, None);
+                    continue;
+                }
+            };
             let outcome = match target {
                 Target::Peer(outgoing, name) => {
                     match outgoing
-                        .store(item, Some((calling, request.message_id)), blobs.as_ref())
+                        .store(
+                            item,
+                            Some((calling, request.message_id)),
+                            blobs.as_ref(),
+                            opened,
+                        )
                         .await
                     {
                         Ok(stored) => Ok(stored.status),
@@ -376,7 +390,7 @@ where
                     }
                 }
                 Target::Requester => {
-                    self.store_to_requester(item, request.message_id, &mut cancelled)
+                    self.store_to_requester(item, request.message_id, &mut cancelled, opened)
                         .await?
                 }
             };
@@ -407,7 +421,7 @@ where
         }
         if lost {
             // The destination went away: what is left cannot be sent.
-            for item in rest {
+            for (_, item) in rest {
                 tally.done(item, None);
             }
         }
@@ -422,6 +436,7 @@ where
         item: &RetrieveItem,
         get_message_id: u16,
         cancelled: &mut bool,
+        opened: send::Opened,
     ) -> Result<Result<u16, String>, AssociationError> {
         let Some(choice) = send::choose(self.association.presentation_contexts(), item) else {
             return Ok(Err(format!(
@@ -439,6 +454,7 @@ where
             item,
             None,
             blobs.as_ref(),
+            opened,
         )
         .await
         {

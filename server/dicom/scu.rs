@@ -214,13 +214,14 @@ impl Outgoing {
         item: &RetrieveItem,
         originator: Option<(&str, u16)>,
         blobs: &dyn BlobStore,
+        opened: send::Opened,
     ) -> Result<Stored, SendError> {
         let choice = send::choose(self.presentation_contexts(), item).ok_or_else(|| {
             SendError::NoContext(item.sop_class_uid.clone(), item.transfer_syntax_uid.clone())
         })?;
         let id = self.message_id();
         on_link!(&mut self.link, a => {
-            send::store_request(a, &choice, id, item, originator, blobs).await?
+            send::store_request(a, &choice, id, item, originator, blobs, opened).await?
         });
         let response = self
             .response(id)

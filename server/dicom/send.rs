@@ -4,6 +4,7 @@
 //! does not take the stored syntax.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use dicom_ul::association::{Association, AsyncAssociation};
 use dicom_ul::pdu::{PresentationContextNegotiated, PresentationContextResultReason};
@@ -11,13 +12,16 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::dimse;
 use crate::index::RetrieveItem;
-use crate::storage::{BlobStore, StorageError};
+use crate::storage::{BlobReader, BlobStore, StorageError};
 
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 
 /// Most presentation contexts one association can propose (odd IDs 1 to 255).
 pub const MAX_CONTEXTS: usize = 128;
+
+/// Bytes of a data set read from its blob at a time.
+const CHUNK: usize = 1 << 20;
 
 /// Largest instance we transcode in memory; larger ones go as stored or not at all.
 const MAX_TRANSCODE: u64 = 1 << 30;
@@ -107,6 +111,55 @@ pub fn choose(contexts: &[PresentationContextNegotiated], item: &RetrieveItem) -
         })
 }
 
+/// A stored file opened for reading, with its size.
+pub type Opened = (BlobReader, u64);
+
+/// Opens each instance's file while those before are being sent: on S3 the wait for the next
+/// objects' first bytes then overlaps the transfer instead of adding to it. A few at a time:
+/// each open one holds a connection and its buffers, not the object.
+pub struct Prefetch {
+    blobs: Arc<dyn BlobStore>,
+    ahead:
+        std::collections::VecDeque<(usize, tokio::task::JoinHandle<Result<Opened, StorageError>>)>,
+}
+
+/// Files opened ahead of the one being sent.
+const AHEAD: usize = 4;
+
+impl Prefetch {
+    pub fn new(blobs: Arc<dyn BlobStore>) -> Prefetch {
+        Prefetch {
+            blobs,
+            ahead: Default::default(),
+        }
+    }
+
+    /// The file of `items[i]`, with the opening of the next few begun.
+    pub async fn open(&mut self, items: &[RetrieveItem], i: usize) -> Result<Opened, SendError> {
+        // Skipped items (a failure before) leave stale entries at the front.
+        while self.ahead.front().is_some_and(|(j, _)| *j < i) {
+            self.ahead.pop_front();
+        }
+        let opened = match self.ahead.front() {
+            Some((j, _)) if *j == i => {
+                let (_, handle) = self.ahead.pop_front().expect("just looked");
+                handle
+                    .await
+                    .map_err(|e| SendError::Blob(StorageError::Io(std::io::Error::other(e))))?
+            }
+            _ => self.blobs.get(&items[i].blob_key, None).await,
+        };
+        let mut next = self.ahead.back().map_or(i + 1, |(j, _)| j + 1);
+        while self.ahead.len() < AHEAD && next < items.len() {
+            let (blobs, key) = (self.blobs.clone(), items[next].blob_key.clone());
+            let handle = tokio::spawn(async move { blobs.get(&key, None).await });
+            self.ahead.push_back((next, handle));
+            next += 1;
+        }
+        Ok(opened?)
+    }
+}
+
 /// Sends the C-STORE-RQ for `item` and its data set on `choice`'s context; the response is
 /// the caller's to read. Nothing is sent when the stored file cannot be opened or converted.
 pub async fn store_request<A, S>(
@@ -116,6 +169,7 @@ pub async fn store_request<A, S>(
     item: &RetrieveItem,
     originator: Option<(&str, u16)>,
     blobs: &dyn BlobStore,
+    opened: Opened,
 ) -> Result<(), SendError>
 where
     A: AsyncAssociation<S> + Association,
@@ -126,7 +180,7 @@ where
         0 => 1 << 20,
         max => (max as usize).saturating_sub(6).clamp(1, 1 << 24),
     };
-    let (mut reader, size) = blobs.get(&item.blob_key, None).await?;
+    let (mut reader, size) = opened;
     let offset = data_set_offset(&mut reader).await?;
     let command = dimse::store_request(
         message_id,
@@ -173,32 +227,32 @@ where
         .ok_or_else(|| SendError::Corrupt("shorter than its meta group".into()))?;
     let stream = AsyncAssociation::inner_stream(association);
     write_pdv(stream, choice.context_id, true, true, &command).await?;
-    // One buffer for every PDU: header room, then the piece read straight into place.
-    let mut pdu = vec![0u8; HEADERS + room.min(length.max(1) as usize)];
+    // The data set is read a chunk at a time (one hop to the blocking pool for a file, however
+    // small the peer's PDUs: dcmtk takes 16 KiB), cut into PDUs in one buffer and written in
+    // one go: memory stays at two chunks whatever the instance's size.
+    let per_chunk = (CHUNK / room).max(1) * room;
+    let mut chunk = vec![0u8; per_chunk.min(length as usize)];
+    let mut pdus = Vec::with_capacity(chunk.len() + (chunk.len() / room + 1) * HEADERS);
     let mut left = length;
-    loop {
-        let piece = (left as usize).min(room);
-        reader
-            .read_exact(&mut pdu[HEADERS..HEADERS + piece])
-            .await
-            .map_err(|e| {
-                // Part of the data set is on the wire: the association cannot go on.
-                SendError::Network(std::io::Error::other(format!(
-                    "the stored file could not be read to its end: {e}"
-                )))
-            })?;
-        left -= piece as u64;
-        pdata_header(
-            &mut pdu[..HEADERS],
-            choice.context_id,
-            false,
-            left == 0,
-            piece,
-        );
-        stream.write_all(&pdu[..HEADERS + piece]).await?;
-        if left == 0 {
-            break;
+    while left > 0 {
+        let size = (left as usize).min(chunk.len());
+        reader.read_exact(&mut chunk[..size]).await.map_err(|e| {
+            // Part of the data set is on the wire: the association cannot go on.
+            SendError::Network(std::io::Error::other(format!(
+                "the stored file could not be read to its end: {e}"
+            )))
+        })?;
+        left -= size as u64;
+        pdus.clear();
+        let mut pieces = chunk[..size].chunks(room).peekable();
+        while let Some(piece) = pieces.next() {
+            let last = left == 0 && pieces.peek().is_none();
+            let mut header = [0u8; HEADERS];
+            pdata_header(&mut header, choice.context_id, false, last, piece.len());
+            pdus.extend_from_slice(&header);
+            pdus.extend_from_slice(piece);
         }
+        stream.write_all(&pdus).await?;
     }
     stream.flush().await?;
     Ok(())

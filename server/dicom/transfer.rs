@@ -54,12 +54,17 @@ pub async fn store(
     };
     let (mut sent, mut failed) = (0, 0);
     let mut lost = None;
+    let mut prefetch = send::Prefetch::new(blobs.clone());
     for (i, item) in items.iter().enumerate() {
         if job.cancelled() {
             lost = Some("cancelled".to_string());
             break;
         }
-        match outgoing.store(item, None, blobs.as_ref()).await {
+        let sent_now = match prefetch.open(&items, i).await {
+            Ok(opened) => outgoing.store(item, None, blobs.as_ref(), opened).await,
+            Err(e) => Err(e),
+        };
+        match sent_now {
             Ok(stored) if stored.status == status::SUCCESS || status::is_warning(stored.status) => {
                 sent += 1
             }

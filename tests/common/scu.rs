@@ -85,7 +85,9 @@ impl Scu {
                 syntaxes.iter().map(|s| s.to_string()).collect(),
             );
         }
-        let association = options.establish(("127.0.0.1", port))?;
+        let mut association = options.establish(("127.0.0.1", port))?;
+        // Without it, each request after the first waits out the server's delayed ACK.
+        let _ = association.inner_stream().set_nodelay(true);
         Ok(Scu {
             association,
             next_message_id: 1,
