@@ -9,6 +9,7 @@ import * as viewerPage from './js/pages/viewer.js';
 import * as loginPage from './js/pages/login.js';
 import * as tagsPage from './js/pages/tags.js';
 import * as notFoundPage from './js/pages/notfound.js';
+import * as remotePage from './js/pages/remote.js';
 
 const routes = [
   { name: 'studies', pattern: /^\/ui\/?(?:index\.html)?$/, page: listPage },
@@ -16,6 +17,7 @@ const routes = [
   { name: 'study', pattern: /^\/ui\/studies\/([^/]+)\/?$/, page: studyPage },
   { name: 'viewer', pattern: /^\/ui\/series\/([^/]+)\/?$/, page: viewerPage },
   { name: 'instance', pattern: /^\/ui\/instances\/([^/]+)\/?$/, page: tagsPage },
+  { name: 'remote', pattern: /^\/ui\/remote\/?$/, page: remotePage },
   { name: 'not-found', pattern: /^$/, page: notFoundPage },
 ];
 
@@ -69,6 +71,7 @@ document.addEventListener('routechange', (event) => {
     else link.removeAttribute('aria-current');
   }
   document.getElementById('topnav').hidden = !session.known;
+  document.getElementById('nav-remote').hidden = !session.isAdmin;
   renderAccount();
 });
 

@@ -316,12 +316,15 @@ pub async fn run(work: &Path) {
         .await;
     assert!(error.as_str().unwrap().len() > 10, "{error}");
 
+    send_and_retrieve(&browser, &server, work, &main_study).await;
+
     // A viewer: no upload, no delete, and the server refuses them anyway.
     browser.goto(&ui).await;
     browser.find("button#signout").await.click().await.unwrap();
     browser.find("form#login").await;
     sign_in(&browser, VIEWER.0, VIEWER.1).await;
-    study_rows(&browser, 11).await;
+    // The eleven sent, and the one retrieved from the other PACS.
+    study_rows(&browser, 12).await;
     assert!(
         !browser.has(".admin-only").await,
         "admin controls shown to a viewer"
@@ -380,4 +383,153 @@ async fn study_rows(browser: &Browser, count: usize) -> Vec<String> {
 
 async fn text(browser: &Browser, css: &str) -> String {
     browser.find(css).await.text().await.unwrap()
+}
+
+/// "Send to…" a study to another PACS (a second Orthweb) with its progress, then the Query /
+/// Retrieve page: search that PACS, pick a study, retrieve it here.
+async fn send_and_retrieve(browser: &Browser, server: &Server, work: &Path, main_study: &str) {
+    let old = Server::start(
+        &work.join("oldpacs"),
+        ServerConfig::default().env("ORTHWEB_AET", "OLDPACS").env(
+            "ORTHWEB_MODALITIES",
+            format!(
+                "[{{aet=\"ORTHWEB\", host=\"127.0.0.1\", port={}, find=true, move=true}}]",
+                server.dicom_port
+            ),
+        ),
+    );
+    let theirs = crate::common::dicomgen::Spec::new(9)
+        .write(&work.join("theirs"))
+        .unwrap();
+    let out = crate::common::dcmtk::storescu(
+        "127.0.0.1",
+        old.dicom_port,
+        "OLDPACS",
+        &[work.join("theirs")],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", crate::common::dcmtk::text(&out));
+    let api = reqwest::Client::new();
+    let auth = basic(ADMIN.0, ADMIN.1);
+    let put = api
+        .put(server.url("/modalities/oldpacs"))
+        .header("authorization", &auth)
+        .json(&json!({"AET": "OLDPACS", "Host": "127.0.0.1", "Port": old.dicom_port}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+
+    // Send the main study there.
+    browser
+        .goto(&server.url(&format!("/ui/studies/{main_study}")))
+        .await;
+    browser
+        .find("button#send-study")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the peer in the list",
+            "return document.querySelector('#send-peer option[value=oldpacs]') ? true : null",
+            vec![],
+        )
+        .await;
+    browser.find("button#send-go").await.click().await.unwrap();
+    let said = browser
+        .until(
+            "the transfer's end",
+            "const s = document.querySelector('.send-status.ok, .send-status.error'); return s ? s.textContent : null",
+            vec![],
+        )
+        .await;
+    assert!(said.as_str().unwrap().starts_with("Sent "), "{said}");
+    browser.screenshot(work, "ui-send.png").await;
+    let sent = api
+        .get(server.url(&format!("/studies/{main_study}/instances")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let there = old
+        .get_json(&format!("/studies/{main_study}/instances"))
+        .await;
+    assert_eq!(
+        there.as_array().unwrap().len(),
+        sent.as_array().unwrap().len()
+    );
+    browser
+        .find("button#send-close")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // Find their study and retrieve it.
+    browser.goto(&server.url("/ui/remote")).await;
+    browser
+        .until(
+            "the peer to query",
+            "return document.querySelector('#remote-peer option[value=oldpacs]') ? true : null",
+            vec![],
+        )
+        .await;
+    browser
+        .find("#remote-id")
+        .await
+        .send_keys("PID9")
+        .await
+        .unwrap();
+    browser
+        .find("button#remote-search")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let rows = browser
+        .until(
+            "the answers",
+            "const r = document.querySelectorAll('.remote-table tbody tr'); return r.length ? r.length : null",
+            vec![],
+        )
+        .await;
+    assert_eq!(rows, 1, "PID9 has one study there");
+    browser
+        .find(".remote-table .pick")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find("button#remote-retrieve")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let state = browser
+        .until(
+            "the retrieval's end",
+            "const s = document.querySelector('.retrieve-state.ok, .retrieve-state.error'); return s ? s.textContent : null",
+            vec![],
+        )
+        .await;
+    assert!(state.as_str().unwrap().starts_with("Retrieved"), "{state}");
+    browser.screenshot(work, "ui-retrieve.png").await;
+    let retrieved = orthanc_id(&["PID9", &theirs[0].study_uid]);
+    let here = api
+        .get(server.url(&format!("/studies/{retrieved}/instances")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(here.as_array().unwrap().len(), theirs.len());
 }

@@ -6,6 +6,7 @@ import { navigate } from '../router.js';
 import { h, icon, loading, reportError, notice, confirmDialog, setTitle } from '../ui.js';
 import { personName, dicomDate, dicomTime, age, bytes, plural } from '../format.js';
 import { tagTable } from '../tagtable.js';
+import { sendDialog } from '../transfer.js';
 
 const byNumber = (a, b) =>
   (parseFloat(a.MainDicomTags.InstanceNumber) || 0) - (parseFloat(b.MainDicomTags.InstanceNumber) || 0)
@@ -44,6 +45,8 @@ function studyHeader(study, modalities, onDelete) {
     h('div', { class: 'study-actions' },
       h('a', { id: 'download-study', class: 'btn', href: `/studies/${study.ID}/archive`, download: `${t.AccessionNumber || study.ID}.zip` },
         icon('download'), 'Download ZIP'),
+      session.isAdmin && h('button', { type: 'button', id: 'send-study', class: 'btn admin-only', onclick: () => sendDialog(study.ID, 'this study') },
+        icon('upload'), 'Send to…'),
       session.isAdmin && h('button', { type: 'button', id: 'delete-study', class: 'btn btn-danger-ghost admin-only', onclick: onDelete },
         icon('trash'), 'Delete study')));
 }
@@ -103,6 +106,8 @@ function seriesCard({ series, instances }, { onDelete, onTags }) {
         h('a', { class: 'btn btn-primary btn-sm open-viewer', href: `/ui/series/${series.ID}` }, 'Open viewer'),
         h('a', { class: 'btn btn-sm download-series', href: `/series/${series.ID}/archive`, download: `series-${t.SeriesNumber || series.ID}.zip` },
           icon('download', 16), 'ZIP'),
+        session.isAdmin && h('button', { type: 'button', class: 'btn btn-sm send-series admin-only', onclick: () => sendDialog(series.ID, label) },
+          icon('upload', 16), 'Send to…'),
         session.isAdmin && h('button', { type: 'button', class: 'btn btn-sm btn-danger-ghost delete-series admin-only', onclick: () => onDelete(series, label, card) },
           icon('trash', 16), 'Delete'))),
     h('div', { class: 'series-instances' },
