@@ -69,7 +69,7 @@ enum State {
 }
 
 /// Matches read from the index at a time.
-const FIND_PAGE: u64 = 100;
+const FIND_PAGE: u64 = 500;
 
 /// Why an association ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -644,6 +644,29 @@ where
         data: Vec<u8>,
     ) -> Result<(), AssociationError> {
         let command = dimse::response_with_data_set(request, code);
+        // Both in one P-DATA-TF when they fit (a C-FIND match usually does): one write
+        // instead of two for every match.
+        let room = match self.association.requestor_max_pdu_length() {
+            0 => usize::MAX,
+            max => max as usize,
+        };
+        if command.len() + data.len() + 12 <= room {
+            let pdv = |value_type, data| PDataValue {
+                presentation_context_id: context_id,
+                value_type,
+                is_last: true,
+                data,
+            };
+            self.association
+                .send(&Pdu::PData {
+                    data: vec![
+                        pdv(PDataValueType::Command, command),
+                        pdv(PDataValueType::Data, data),
+                    ],
+                })
+                .await?;
+            return Ok(());
+        }
         self.send_pdv(context_id, PDataValueType::Command, true, command)
             .await?;
         self.send_data_set(context_id, data).await

@@ -216,10 +216,13 @@ fn sqlite_pool(size: u32) -> AnyPoolOptions {
                 // WAL lets readers work while the writer commits; synchronous=FULL makes each
                 // commit durable before we acknowledge the instance. LIKE is case-sensitive
                 // in PostgreSQL; SQLite must match it (finds fold case explicitly when asked).
+                // Reads through a memory map share the OS page cache among connections
+                // instead of copying each page into every connection's own cache: a C-FIND
+                // over 100,000 instances spent a third of its time in pread.
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                     PRAGMA case_sensitive_like = ON;",
+                     PRAGMA case_sensitive_like = ON; PRAGMA mmap_size = 268435456;",
                 )
                 .await?;
                 Ok(())

@@ -406,17 +406,28 @@ impl FindSql {
         } else {
             format!("{} r", level.table())
         };
-        let sql = format!(
-            "SELECT {select} FROM {from}{joins} {where_} ORDER BY {order} {page}",
-            page = super::read::page_clause(request.since, request.limit),
-            joins = statement.join_clause(),
-            where_ = if statement.conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", statement.conditions.join(" AND "))
-            },
-            order = order.join(", "),
-        );
+        let where_ = if statement.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", statement.conditions.join(" AND "))
+        };
+        let order = order.join(", ");
+        let page = super::read::page_clause(request.since, request.limit);
+        let joins = statement.join_clause();
+        let sql = if expand || !computed.is_empty() {
+            // The page is chosen first, on IDs alone; only its rows are then expanded and
+            // get their computed tags (counts over every instance of a study…), which the
+            // databases would otherwise work out for every match before the LIMIT.
+            format!(
+                "SELECT {select} FROM {from} JOIN (SELECT r.id AS page_id, \
+                 ROW_NUMBER() OVER (ORDER BY {order}) AS page_row FROM {table} r{joins} \
+                 {where_} ORDER BY {order} {page}) page ON page.page_id = r.id \
+                 ORDER BY page.page_row",
+                table = level.table(),
+            )
+        } else {
+            format!("SELECT {select} FROM {from}{joins} {where_} ORDER BY {order} {page}")
+        };
         Ok(FindSql {
             sql,
             binds: statement.binds,
