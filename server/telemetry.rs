@@ -1,4 +1,5 @@
-//! Logging set-up: readable lines on a terminal, JSON for a log collector.
+//! Logging set-up: readable lines on a terminal, JSON for a log collector; error texts with
+//! their causes.
 
 use std::io::IsTerminal;
 
@@ -18,4 +19,20 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// An error's text followed by its causes' (dicom-rs and dicom-ul leave the useful part — a
+/// refused certificate, a decoder's reason — to the source chain); a cause already quoted by
+/// the text before it is not repeated.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -192,16 +192,7 @@ where
         };
         if let Some((code, comment)) = refused {
             warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "{operation} refused");
-            return self
-                .final_response(
-                    request,
-                    context_id,
-                    &ts,
-                    code,
-                    &Tally::new(0),
-                    Some(&comment),
-                )
-                .await;
+            return self.refuse(request, context_id, &ts, code, &comment).await;
         }
         let destination = if is_move {
             match self
@@ -216,26 +207,24 @@ where
                         format!("unknown move destination {:?}", request.move_destination);
                     warn!(peer = %self.peer, calling_aet = %calling, reason = %comment, "C-MOVE refused");
                     return self
-                        .final_response(
+                        .refuse(
                             request,
                             context_id,
                             &ts,
                             status::MOVE_DESTINATION_UNKNOWN,
-                            &Tally::new(0),
-                            Some(&comment),
+                            &comment,
                         )
                         .await;
                 }
                 Err(e) => {
                     warn!(peer = %self.peer, error = %e, "C-MOVE failed: cannot read the peers");
                     return self
-                        .final_response(
+                        .refuse(
                             request,
                             context_id,
                             &ts,
                             status::OUT_OF_RESOURCES,
-                            &Tally::new(0),
-                            Some("the index is unavailable"),
+                            "the index is unavailable",
                         )
                         .await;
                 }
@@ -258,14 +247,7 @@ where
                     ResolveError::Index(_) => status::OUT_OF_RESOURCES,
                 };
                 return self
-                    .final_response(
-                        request,
-                        context_id,
-                        &ts,
-                        code,
-                        &Tally::new(0),
-                        Some(&e.to_string()),
-                    )
+                    .refuse(request, context_id, &ts, code, &e.to_string())
                     .await;
             }
         };
@@ -513,6 +495,19 @@ where
         let command =
             super::dimse::retrieve_response(request, status::PENDING, counts, None, false);
         self.send_pdv(context_id, PDataValueType::Command, true, command)
+            .await
+    }
+
+    /// A final response to a retrieval that sent nothing.
+    async fn refuse(
+        &mut self,
+        request: &Command,
+        context_id: u8,
+        ts: &str,
+        code: u16,
+        comment: &str,
+    ) -> Result<(), AssociationError> {
+        self.final_response(request, context_id, ts, code, &Tally::new(0), Some(comment))
             .await
     }
 

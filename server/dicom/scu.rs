@@ -130,7 +130,7 @@ impl Outgoing {
         let address = (peer.host.clone(), peer.port);
         let associate_error = |e: dicom_ul::association::Error| ScuError::Associate {
             peer: name.clone(),
-            error: with_causes(&e),
+            error: crate::telemetry::with_causes(&e),
         };
         // The whole negotiation, TLS handshake included, within the timeout.
         let establish = async {
@@ -455,20 +455,6 @@ async fn next_pdu<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
-}
-
-/// dicom-ul's messages leave the cause (a refused certificate, say) to the source chain.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Without it, each response waits out the peer's delayed ACK (~40 ms).

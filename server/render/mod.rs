@@ -265,20 +265,6 @@ async fn read_range(
     Ok(data)
 }
 
-/// An error with its causes, for the message (dicom-pixeldata's own texts are terse).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Decodes frame `frame` (the only one in `source`) to an 8-bit image.
 fn draw(
     header: frame::Header,
@@ -311,7 +297,7 @@ fn draw(
     let object = frame::single_frame_object(header, source)?;
     let decoded = object
         .decode_pixel_data_frame(0)
-        .map_err(|e| RenderError::Corrupt(chain(&e)))?;
+        .map_err(|e| RenderError::Corrupt(crate::telemetry::with_causes(&e)))?;
     let mut image = to_image(&decoded, &original, frame, params)?;
     if ybr_rle && let DynamicImage::ImageRgb8(rgb) = &mut image {
         color::ybr_full_to_rgb(rgb);
@@ -330,7 +316,7 @@ fn to_image(
     if decoded.samples_per_pixel() != 1 {
         let image = decoded
             .to_dynamic_image_with_options(0, &ConvertOptions::new().force_8bit())
-            .map_err(|e| RenderError::Corrupt(chain(&e)))?;
+            .map_err(|e| RenderError::Corrupt(crate::telemetry::with_causes(&e)))?;
         return Ok(DynamicImage::ImageRgb8(image.to_rgb8()));
     }
     let layout = voi::Layout {
