@@ -209,15 +209,11 @@ pub fn store_request(
         sop_instance_uid,
     );
     if let Some((aet, id)) = originator {
-        let mut aet = aet.trim().to_string();
-        if aet.len() % 2 == 1 {
-            aet.push(' ');
-        }
-        object.put(DataElement::new(
+        put_ae(
+            &mut object,
             tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE,
-            VR::AE,
-            PrimitiveValue::from(aet),
-        ));
+            aet,
+        );
         put_us(&mut object, tags::MOVE_ORIGINATOR_MESSAGE_ID, id);
     }
     with_group_length(&object)
@@ -237,15 +233,7 @@ pub fn query_request(
     put_us(&mut object, tags::PRIORITY, 0);
     put_us(&mut object, tags::COMMAND_DATA_SET_TYPE, DATA_SET);
     if let Some(aet) = move_destination {
-        let mut aet = aet.trim().to_string();
-        if aet.len() % 2 == 1 {
-            aet.push(' ');
-        }
-        object.put(DataElement::new(
-            tags::MOVE_DESTINATION,
-            VR::AE,
-            PrimitiveValue::from(aet),
-        ));
+        put_ae(&mut object, tags::MOVE_DESTINATION, aet);
     }
     with_group_length(&object)
 }
@@ -279,6 +267,15 @@ fn put_uid(object: &mut InMemDicomObject, tag: Tag, uid: &str) {
         VR::UI,
         PrimitiveValue::from(even_uid(uid)),
     ));
+}
+
+/// AE titles are padded to even length with a space.
+fn put_ae(object: &mut InMemDicomObject, tag: Tag, aet: &str) {
+    let mut aet = aet.trim().to_string();
+    if aet.len() % 2 == 1 {
+        aet.push(' ');
+    }
+    object.put(DataElement::new(tag, VR::AE, PrimitiveValue::from(aet)));
 }
 
 fn put_us(object: &mut InMemDicomObject, tag: Tag, value: u16) {

@@ -317,7 +317,8 @@ fn keyword_of(tag: Tag) -> Option<String> {
         .map(|entry| entry.alias().to_string())
 }
 
-fn level_name(level: Level) -> &'static str {
+/// The QueryRetrieveLevel value of `level`.
+pub(super) fn level_name(level: Level) -> &'static str {
     match level {
         Level::Patient => "PATIENT",
         Level::Study => "STUDY",

@@ -356,12 +356,7 @@ where
             let outcome = match target {
                 Target::Peer(outgoing, name) => {
                     match outgoing
-                        .store(
-                            item,
-                            Some((calling, request.message_id)),
-                            blobs.as_ref(),
-                            opened,
-                        )
+                        .store(item, Some((calling, request.message_id)), opened)
                         .await
                     {
                         Ok(stored) => Ok(stored.status),
@@ -428,18 +423,7 @@ where
         };
         self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
         let id = self.next_message_id;
-        let blobs = self.services.blobs.clone();
-        match send::store_request(
-            &mut self.association,
-            &choice,
-            id,
-            item,
-            None,
-            blobs.as_ref(),
-            opened,
-        )
-        .await
-        {
+        match send::store_request(&mut self.association, &choice, id, item, None, opened).await {
             Ok(()) => {}
             Err(e) if e.association_lost() => {
                 return Err(AssociationError::Protocol(format!(

@@ -19,7 +19,6 @@ use super::receive;
 use super::send::{self, SendError};
 use super::syntaxes::VERIFICATION;
 use crate::index::RetrieveItem;
-use crate::storage::BlobStore;
 
 /// Largest answer (C-FIND identifier) we read.
 const MAX_ANSWER: usize = 1 << 20;
@@ -118,10 +117,7 @@ impl Outgoing {
             .write_timeout(caller.timeout)
             .with_presentation_context(
                 VERIFICATION.to_string(),
-                vec![
-                    "1.2.840.10008.1.2.1".to_string(),
-                    "1.2.840.10008.1.2".to_string(),
-                ],
+                vec![send::EXPLICIT_LE.to_string(), send::IMPLICIT_LE.to_string()],
             );
         for (abstract_syntax, transfer_syntaxes) in proposals {
             options = options
@@ -213,7 +209,6 @@ impl Outgoing {
         &mut self,
         item: &RetrieveItem,
         originator: Option<(&str, u16)>,
-        blobs: &dyn BlobStore,
         opened: send::Opened,
     ) -> Result<Stored, SendError> {
         let choice = send::choose(self.presentation_contexts(), item).ok_or_else(|| {
@@ -221,7 +216,7 @@ impl Outgoing {
         })?;
         let id = self.message_id();
         on_link!(&mut self.link, a => {
-            send::store_request(a, &choice, id, item, originator, blobs, opened).await?
+            send::store_request(a, &choice, id, item, originator, opened).await?
         });
         let response = self
             .response(id)

@@ -14,8 +14,8 @@ use super::dimse;
 use crate::index::RetrieveItem;
 use crate::storage::{BlobReader, BlobStore, StorageError};
 
-const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
-const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 
 /// Most presentation contexts one association can propose (odd IDs 1 to 255).
 pub const MAX_CONTEXTS: usize = 128;
@@ -168,7 +168,6 @@ pub async fn store_request<A, S>(
     message_id: u16,
     item: &RetrieveItem,
     originator: Option<(&str, u16)>,
-    blobs: &dyn BlobStore,
     opened: Opened,
 ) -> Result<(), SendError>
 where
@@ -181,7 +180,6 @@ where
         max => (max as usize).saturating_sub(6).clamp(1, 1 << 24),
     };
     let (mut reader, size) = opened;
-    let offset = data_set_offset(&mut reader).await?;
     let command = dimse::store_request(
         message_id,
         &item.sop_class_uid,
@@ -195,11 +193,9 @@ where
                 format!("{size} bytes is too large to convert"),
             ));
         }
-        // The meta group is part of what dicom-rs parses: read the file again from its start.
-        drop(reader);
-        let (mut whole, _) = blobs.get(&item.blob_key, None).await?;
+        // The meta group is part of what dicom-rs parses: the whole file, from its start.
         let mut file = Vec::with_capacity(size as usize);
-        whole
+        reader
             .read_to_end(&mut file)
             .await
             .map_err(StorageError::Io)?;
@@ -222,6 +218,7 @@ where
         }
         return Ok(());
     }
+    let offset = data_set_offset(&mut reader).await?;
     let length = size
         .checked_sub(offset)
         .ok_or_else(|| SendError::Corrupt("shorter than its meta group".into()))?;

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_object::InMemDicomObject;
@@ -61,7 +61,7 @@ pub async fn store(
             break;
         }
         let sent_now = match prefetch.open(&items, i).await {
-            Ok(opened) => outgoing.store(item, None, blobs.as_ref(), opened).await,
+            Ok(opened) => outgoing.store(item, None, opened).await,
             Err(e) => Err(e),
         };
         match sent_now {
@@ -109,15 +109,6 @@ fn model(level: Level, is_move: bool) -> &'static str {
     }
 }
 
-fn level_name(level: Level) -> &'static str {
-    match level {
-        Level::Patient => "PATIENT",
-        Level::Study => "STUDY",
-        Level::Series => "SERIES",
-        Level::Instance => "IMAGE",
-    }
-}
-
 /// The unique keys identifying a resource of `level`, its ancestors' included.
 fn unique_keys(level: Level) -> &'static [Tag] {
     match level {
@@ -152,14 +143,9 @@ pub async fn query(
     keys: &[(String, String)],
 ) -> Result<Vec<InMemDicomObject>, QueryError> {
     let mut identifier = InMemDicomObject::new_empty();
-    let mut put = |tag: Tag, value: String| {
-        let vr = match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
-            Some(VirtualVr::Exact(vr)) => vr,
-            _ => VR::LO,
-        };
-        identifier.put(element(tag, vr, value));
-    };
-    put(tags::QUERY_RETRIEVE_LEVEL, level_name(level).into());
+    // `element` takes the dictionary's VR; LO for tags it does not know.
+    let mut put = |tag: Tag, value: String| identifier.put(element(tag, VR::LO, value));
+    put(tags::QUERY_RETRIEVE_LEVEL, find::level_name(level).into());
     for &tag in unique_keys(level) {
         put(tag, String::new());
     }
@@ -186,7 +172,7 @@ pub async fn query(
     }
     let proposals = [(
         model(level, false).to_string(),
-        vec!["1.2.840.10008.1.2.1".into(), "1.2.840.10008.1.2".into()],
+        vec![send::EXPLICIT_LE.into(), send::IMPLICIT_LE.into()],
     )];
     let mut outgoing = Outgoing::connect(caller, peer, &proposals).await?;
     let found = outgoing
@@ -225,7 +211,7 @@ pub async fn retrieve(
     };
     let proposals = [(
         model(level, true).to_string(),
-        vec!["1.2.840.10008.1.2.1".into(), "1.2.840.10008.1.2".into()],
+        vec![send::EXPLICIT_LE.into(), send::IMPLICIT_LE.into()],
     )];
     let mut outgoing = match Outgoing::connect(&caller, &peer, &proposals).await {
         Ok(outgoing) => outgoing,
@@ -241,7 +227,7 @@ pub async fn retrieve(
         identifier.put(element(
             tags::QUERY_RETRIEVE_LEVEL,
             VR::CS,
-            level_name(level).into(),
+            find::level_name(level).into(),
         ));
         for &tag in unique_keys(level) {
             if let Some(e) = answer.get(tag) {
