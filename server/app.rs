@@ -38,9 +38,7 @@ impl Storage {
         remove_stale_spool_files(&spool_dir);
 
         let index_url = settings.index_url();
-        let index = Index::open(&index_url)
-            .await
-            .with_context(|| format!("cannot open the index at {}", redact_url(&index_url)))?;
+        let index = open_index(settings).await?;
         let blobs = open_blobs(settings).await?;
         info!(index = %redact_url(&index_url), storage = %blobs.describe(), "storage ready");
 
@@ -56,6 +54,16 @@ impl Storage {
             ingest,
         })
     }
+}
+
+/// Opens (and migrates) the index the settings name, with its login from `index_secret` when
+/// that is set.
+pub async fn open_index(settings: &Settings) -> anyhow::Result<Index> {
+    let url = settings.index_url();
+    let secret = Some(settings.index_secret.as_str()).filter(|s| !s.is_empty());
+    Index::open_with_login(&url, secret)
+        .await
+        .with_context(|| format!("cannot open the index at {}", redact_url(&url)))
 }
 
 /// A server with its listeners bound, ready to run.

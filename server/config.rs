@@ -43,6 +43,10 @@ pub struct Settings {
     /// File holding that password (a Secrets Manager export, a Kubernetes secret); trailing
     /// newline ignored.
     pub index_password_file: String,
+    /// AWS Secrets Manager secret (name or ARN) holding the PostgreSQL login as JSON
+    /// `{"username", "password"}`, as RDS keeps a master user it manages: read at start-up
+    /// and again when the database refuses the login (a rotation).
+    pub index_secret: String,
     /// `file:///DIR` or `s3://bucket/prefix`; empty means `file://<data_dir>/blobs`.
     pub storage_url: String,
     /// Server-side encryption asked of S3: "" (bucket default), "AES256" or "aws:kms".
@@ -149,6 +153,7 @@ impl Default for Settings {
             index_url: String::new(),
             index_password: Secret::default(),
             index_password_file: String::new(),
+            index_secret: String::new(),
             storage_url: String::new(),
             s3_sse: String::new(),
             s3_kms_key_id: String::new(),

@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod dicom;
+pub mod dicomweb;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -23,4 +25,5 @@ pub mod render;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+pub mod transcode;
 pub mod verify;

@@ -8,10 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use anyhow::Context;
 use orthweb::app::{Application, Storage};
 use orthweb::config::{Settings, redact_url};
-use orthweb::index::Index;
 
 #[derive(Parser)]
 #[command(
@@ -297,17 +295,17 @@ async fn run_server(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let url = settings.index_url();
-    Index::open(&url)
-        .await
-        .with_context(|| format!("cannot open the index at {}", redact_url(&url)))?;
-    println!("orthweb: index at {} is up to date", redact_url(&url));
+    orthweb::app::open_index(&settings).await?;
+    println!(
+        "orthweb: index at {} is up to date",
+        redact_url(&settings.index_url())
+    );
     Ok(())
 }
 
 async fn user(settings: Settings, task: UserTask) -> anyhow::Result<()> {
     use orthweb::auth::cli;
-    let index = Index::open(&settings.index_url()).await?;
+    let index = orthweb::app::open_index(&settings).await?;
     match task {
         UserTask::Add {
             name,
@@ -349,10 +347,7 @@ async fn import(settings: Settings, paths: &[PathBuf], jobs: usize) -> anyhow::R
 const INCONSISTENT: u8 = 3;
 
 async fn verify(settings: Settings, options: orthweb::verify::Options) -> anyhow::Result<ExitCode> {
-    let url = settings.index_url();
-    let index = Index::open(&url)
-        .await
-        .with_context(|| format!("cannot open the index at {}", redact_url(&url)))?;
+    let index = orthweb::app::open_index(&settings).await?;
     let blobs = orthweb::app::open_blobs(&settings).await?;
     let report = orthweb::verify::run(&index, &blobs, &settings.spool_dir(), &options).await?;
     print!("{}", report.render());

@@ -132,6 +132,13 @@ pub fn classify(method: &Method, route: &str, status: u16) -> Option<&'static st
             _ => "peer-change",
         },
         ("POST", r) if r.starts_with("/queries/") && r.ends_with("/retrieve") => "retrieve",
+        (_, r) if r.starts_with("/dicom-web/") => match (method.as_str(), r) {
+            ("POST", _) => "upload",
+            (_, r) if r.ends_with("/metadata") => "view",
+            (_, r) if r.ends_with("/studies") || r.ends_with("/series") => "find",
+            (_, r) if r.ends_with("/instances") => "find",
+            _ => "download",
+        },
         ("DELETE", _) => "delete",
         ("GET" | "HEAD", r) if r.ends_with("/file") || r.ends_with("/archive") => "download",
         _ => "view",
@@ -147,6 +154,21 @@ pub fn resource_of(path: &str) -> (String, String) {
         return (String::new(), String::new());
     };
     match first {
+        // DICOMweb names resources by UID: the deepest one the path names.
+        "dicom-web" => {
+            let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            let named = [
+                ("instances", "Instance"),
+                ("series", "Series"),
+                ("studies", "Study"),
+            ]
+            .into_iter()
+            .find_map(|(plural, name)| {
+                let at = parts.iter().position(|p| *p == plural)?;
+                Some((name.to_string(), parts.get(at + 1)?.to_string()))
+            });
+            return named.unwrap_or_default();
+        }
         "users" => return ("User".into(), id.to_string()),
         "modalities" => return ("Modality".into(), id.to_string()),
         "queries" => return ("Query".into(), id.to_string()),
@@ -181,6 +203,31 @@ mod tests {
             Some("delete")
         );
         assert_eq!(classify(&Method::POST, "/tools/find", 200), Some("find"));
+        assert_eq!(classify(&get, "/dicom-web/studies", 200), Some("find"));
+        assert_eq!(
+            classify(
+                &get,
+                "/dicom-web/studies/{study}/series/{series}/instances",
+                200
+            ),
+            Some("find")
+        );
+        assert_eq!(
+            classify(&get, "/dicom-web/studies/{study}/metadata", 200),
+            Some("view")
+        );
+        assert_eq!(
+            classify(&get, "/dicom-web/studies/{study}", 200),
+            Some("download")
+        );
+        assert_eq!(
+            resource_of("/dicom-web/studies/1.2/series/1.2.3/metadata"),
+            ("Series".to_string(), "1.2.3".to_string())
+        );
+        assert_eq!(
+            resource_of("/dicom-web/studies"),
+            (String::new(), String::new())
+        );
         let post = Method::POST;
         assert_eq!(
             classify(&post, "/modalities/{name}/store", 200),

@@ -2,8 +2,6 @@
 //! (`index::FindRequest`, the matching `/tools/find` uses, so both match alike), and each match
 //! turned back into an identifier holding the keys the query asked for.
 
-use std::collections::HashMap;
-
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
@@ -14,9 +12,9 @@ use dicom_transfer_syntax_registry::entries::{
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN as DEFLATED, EXPLICIT_VR_LITTLE_ENDIAN,
 };
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::index::{FindRequest, Found, Index, IndexError, Level, Resource};
+use crate::index::{AncestorTags, FindRequest, Found, Index, IndexError, Level, Resource};
 use crate::main_tags;
 
 /// Writes an identifier in `ts_uid`, deflating it ourselves for the deflated syntax.
@@ -203,20 +201,17 @@ impl Query {
 /// Builds the identifiers of matches, reading the ancestors whose keys were asked for (each
 /// once per query).
 pub struct Answers<'a> {
-    index: &'a Index,
     query: &'a Query,
     retrieve_aet: &'a str,
-    /// Ancestors read so far: their main tags and their parent's ID.
-    ancestors: HashMap<(Level, String), (Map<String, Value>, String)>,
+    ancestors: AncestorTags<'a>,
 }
 
 impl<'a> Answers<'a> {
     pub fn new(index: &'a Index, query: &'a Query, retrieve_aet: &'a str) -> Self {
         Answers {
-            index,
             query,
             retrieve_aet,
-            ancestors: HashMap::new(),
+            ancestors: AncestorTags::new(index),
         }
     }
 
@@ -273,41 +268,11 @@ impl<'a> Answers<'a> {
         tag_level: Level,
         keyword: &str,
     ) -> Result<Option<String>, IndexError> {
-        let tags = match (&resource.patient_tags, tag_level) {
-            (_, level) if level == resource.level => &resource.main_tags,
-            (Some(patient), Level::Patient) => patient,
-            _ => {
-                let key = self.ancestor(resource, tag_level).await?;
-                &self.ancestors[&key].0
-            }
-        };
+        let tags = self.ancestors.of(resource, tag_level).await?;
         Ok(tags
             .get(keyword)
             .and_then(Value::as_str)
             .map(str::to_string))
-    }
-
-    /// The key of `resource`'s ancestor at `level` in `ancestors`, read (with those between)
-    /// if this query has not read it yet.
-    async fn ancestor(
-        &mut self,
-        resource: &Resource,
-        level: Level,
-    ) -> Result<(Level, String), IndexError> {
-        let mut key = (resource.level, resource.id.clone());
-        let mut parent = resource.parent.clone();
-        while key.0 > level {
-            key = (key.0.parent().expect("a level above"), parent);
-            if !self.ancestors.contains_key(&key) {
-                let read = match self.index.resource(key.0, &key.1).await? {
-                    Some(ancestor) => (ancestor.main_tags, ancestor.parent),
-                    None => (Map::new(), String::new()),
-                };
-                self.ancestors.insert(key.clone(), read);
-            }
-            parent = self.ancestors[&key].1.clone();
-        }
-        Ok(key)
     }
 }
 

@@ -200,9 +200,10 @@ where
             .await
             .map_err(StorageError::Io)?;
         let target = choice.transfer_syntax.clone();
-        let data = tokio::task::spawn_blocking(move || transcode(&file, &target))
+        let data = tokio::task::spawn_blocking(move || crate::transcode::data_set(&file, &target))
             .await
-            .map_err(|e| SendError::Transcode(choice.transfer_syntax.clone(), e.to_string()))??;
+            .map_err(|e| SendError::Transcode(choice.transfer_syntax.clone(), e.to_string()))?
+            .map_err(|e| SendError::Transcode(e.ts, e.reason))?;
         let stream = AsyncAssociation::inner_stream(association);
         write_pdv(stream, choice.context_id, true, true, &command).await?;
         let mut pieces = data.chunks(room).peekable();
@@ -278,28 +279,6 @@ async fn data_set_offset<R: AsyncRead + Unpin>(reader: &mut R) -> Result<u64, Se
         return Err(SendError::Corrupt("the file ends in its meta group".into()));
     }
     Ok(144 + u64::from(group_length))
-}
-
-/// The data set of the part-10 `file` in `ts` (uncompressed), pixel data decoded if need be.
-fn transcode(file: &[u8], ts: &str) -> Result<Vec<u8>, SendError> {
-    use dicom_pixeldata::Transcode;
-    use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
-    let failed = |e: String| SendError::Transcode(ts.to_string(), e);
-    let target = TransferSyntaxRegistry
-        .get(ts)
-        .ok_or_else(|| failed("unknown transfer syntax".into()))?;
-    let mut object = dicom_object::OpenFileOptions::new()
-        .from_reader(&file[128..])
-        .map_err(|e| failed(e.to_string()))?;
-    // Decoders panic on some corrupt input: a panic fails this instance, not the server.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| object.transcode(target)))
-        .map_err(|_| failed("the decoder failed".into()))?
-        .map_err(|e| failed(e.to_string()))?;
-    let mut data = Vec::new();
-    object
-        .write_dataset_with_ts(&mut data, target)
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(data)
 }
 
 /// PDU header (6 bytes) and PDV item header (6 bytes).

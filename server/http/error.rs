@@ -40,6 +40,15 @@ impl ApiError {
         }
     }
 
+    /// No representation the client accepts (`Accept`) can be given.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_ACCEPTABLE,
+            code: "not-acceptable",
+            message: message.into(),
+        }
+    }
+
     /// Content that is broken (pixel data that does not decode).
     pub fn unprocessable(message: impl Into<String>) -> Self {
         ApiError {

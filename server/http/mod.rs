@@ -73,7 +73,7 @@ type St = State<AppState>;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Query arguments, leniently: a malformed query string never fails a request by itself.
-fn args(query: RawQuery) -> HashMap<String, String> {
+pub(crate) fn args(query: RawQuery) -> HashMap<String, String> {
     url::form_urlencoded::parse(query.0.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
@@ -124,13 +124,13 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 /// The router being built, with the (method, path) of every route recorded for the OpenAPI
 /// check.
-struct Routes {
+pub(crate) struct Routes {
     router: Router<AppState>,
     table: Vec<(&'static str, String)>,
 }
 
 impl Routes {
-    fn add(
+    pub(crate) fn add(
         mut self,
         path: &str,
         methods: &[&'static str],
@@ -292,7 +292,7 @@ fn routes() -> Routes {
     for level in Level::ALL {
         routes = resource_routes(routes, level);
     }
-    modality_routes(auth_routes(routes))
+    crate::dicomweb::routes(modality_routes(auth_routes(routes)))
 }
 
 /// Signing in and out, users and the audit trail.

@@ -77,7 +77,7 @@ impl Index {
         .bind(filter.user.as_deref().unwrap_or(""))
         .bind(filter.action.as_deref().unwrap_or(""))
         .bind(i64::from(filter.limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         let mut events = rows
             .iter()
@@ -103,7 +103,7 @@ impl Index {
             None => sqlx::query(
                 "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last FROM audit_events",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.acquire().await?)
             .await?
             .try_get("last")?,
         };
@@ -121,7 +121,7 @@ mod tests {
         let limit = match pages {
             Some(pages) => {
                 let count: i64 = sqlx::query_scalar("PRAGMA page_count")
-                    .fetch_one(&index.writer)
+                    .fetch_one(&index.writer.inner)
                     .await
                     .unwrap();
                 count + pages
@@ -131,7 +131,7 @@ mod tests {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "PRAGMA max_page_count = {limit}"
         )))
-        .execute(&index.writer)
+        .execute(&index.writer.inner)
         .await
         .unwrap();
     }

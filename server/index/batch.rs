@@ -56,6 +56,7 @@ pub(super) async fn write(
         .filter(|(_, outcome)| **outcome != StoreOutcome::AlreadyStored)
         .map(|(new, _)| *new)
         .collect();
+    write_metadata(tx, &changed).await?;
     if let Some(at) = changed.iter().map(|n| n.received_at.as_str()).max() {
         let touched = |id: fn(&NewInstance) -> &String, created: &HashSet<String>| {
             first_of_each(&changed, id)
@@ -103,6 +104,38 @@ pub(super) async fn write(
     // Last: see `record_all` on the order of the log.
     changes::record_all(tx, backend, &log).await?;
     Ok(outcomes)
+}
+
+/// The DICOM JSON of the instances stored or replaced, one row each (the last copy of an
+/// instance stored twice in the batch wins, as its row does).
+async fn write_metadata(
+    tx: &mut Transaction<'static, Any>,
+    changed: &[&NewInstance],
+) -> Result<(), IndexError> {
+    let mut seen = HashSet::new();
+    let rows: Vec<&NewInstance> = changed
+        .iter()
+        .rev()
+        .filter(|new| seen.insert(new.ids.instance.as_str()))
+        .copied()
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::from("INSERT INTO instance_metadata (instance, dicom_json) VALUES ");
+    for row in 0..rows.len() {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        placeholders(&mut sql, 1 + row * 2, 2);
+    }
+    sql.push_str(" ON CONFLICT (instance) DO UPDATE SET dicom_json = excluded.dicom_json");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for new in rows {
+        query = query.bind(&new.ids.instance).bind(&new.metadata);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// The first instance of each distinct `key`, in order.
@@ -315,6 +348,7 @@ pub(crate) mod tests {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
             has_pixel_data: true,
+            metadata: format!("{{\"00080018\":{{\"vr\":\"UI\",\"Value\":[\"{sop}\"]}}}}"),
             blob_key: format!("{sop}.dcm"),
             file_size: 10,
             sha256: String::new(),
@@ -327,7 +361,7 @@ pub(crate) mod tests {
         index: &Index,
         batch: &[(&NewInstance, OverwritePolicy)],
     ) -> Vec<StoreOutcome> {
-        let mut tx = index.writer.begin().await.unwrap();
+        let mut tx = index.writer.inner.begin().await.unwrap();
         let outcomes = write(&mut tx, index.backend, batch, async { Ok(()) })
             .await
             .unwrap();
@@ -387,14 +421,14 @@ pub(crate) mod tests {
         assert_eq!(changes(&index).await.len(), logged.len() + 1);
         let last_update: String = sqlx::query("SELECT last_update FROM series WHERE id = $1")
             .bind(&a3.ids.series)
-            .fetch_one(&index.pool)
+            .fetch_one(&index.pool.inner)
             .await
             .unwrap()
             .get("last_update");
         assert_eq!(last_update, "20260102T000000");
         let untouched: String = sqlx::query("SELECT last_update FROM series WHERE id = $1")
             .bind(&b1.ids.series)
-            .fetch_one(&index.pool)
+            .fetch_one(&index.pool.inner)
             .await
             .unwrap()
             .get("last_update");

@@ -113,7 +113,7 @@ impl Index {
         )
         .bind(since)
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         let mut changes = rows
             .iter()
@@ -135,7 +135,7 @@ impl Index {
             Some(change) => change.seq,
             None => {
                 sqlx::query("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS last FROM changes")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.pool.acquire().await?)
                     .await?
                     .try_get("last")?
             }

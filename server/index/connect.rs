@@ -1,12 +1,14 @@
 //! Opening the index: backend choice by URL scheme, connection set-up and migrations.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor};
 
+use super::login::{Pool, SecretLogin};
 use super::write::{Committer, Writer};
 use super::{Index, IndexError};
 
@@ -110,17 +112,31 @@ impl Backend {
 impl Index {
     /// Connects to the index at `url` and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Index, IndexError> {
-        let index = Self::connect(url).await?;
+        Self::open_with_login(url, None).await
+    }
+
+    /// Like `open`, with the PostgreSQL login read from the Secrets Manager secret
+    /// `login_secret` (see `login.rs`) when there is one.
+    pub async fn open_with_login(
+        url: &str,
+        login_secret: Option<&str>,
+    ) -> Result<Index, IndexError> {
+        let index = Self::connect(url, login_secret).await?;
         index.migrate().await?;
         Ok(index)
     }
 
     /// Connects without migrating.
-    pub async fn connect(url: &str) -> Result<Index, IndexError> {
+    pub async fn connect(url: &str, login_secret: Option<&str>) -> Result<Index, IndexError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         match backend {
             Backend::Sqlite => {
+                if login_secret.is_some() {
+                    return Err(IndexError::Login(
+                        "a login secret is for PostgreSQL; SQLite has no login".into(),
+                    ));
+                }
                 let url = sqlite_url(url)?;
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
@@ -131,20 +147,27 @@ impl Index {
                 let committer = Committer::start(Writer::Sqlite(writer.clone()));
                 Ok(Index {
                     backend,
-                    pool,
-                    writer,
+                    pool: Pool::new(pool, None),
+                    writer: Pool::new(writer, None),
                     committer,
                 })
             }
             Backend::Postgres => {
-                let options = AnyConnectOptions::from_str(url)?;
+                let (options, login) = match login_secret {
+                    Some(secret) => {
+                        let (login, options) = SecretLogin::open(url, secret).await?;
+                        (options, Some(Arc::new(login)))
+                    }
+                    None => (AnyConnectOptions::from_str(url)?, None),
+                };
                 let pool = backend
                     .writer_pool(pool_options())
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.clone())
                     .await?;
-                let committer = Committer::start(Writer::Postgres(options));
+                let pool = Pool::new(pool, login.clone());
+                let committer = Committer::start(Writer::Postgres(options, login));
                 Ok(Index {
                     backend,
                     writer: pool.clone(),
@@ -162,7 +185,8 @@ impl Index {
     /// together both ran migration 1 and one failed; `tests/auth/replicas.rs`). On SQLite
     /// each migration's transaction takes the write lock.
     pub async fn migrate(&self) -> Result<(), IndexError> {
-        self.backend.migrator().run(&self.writer).await?;
+        let mut conn = self.writer.acquire().await?;
+        self.backend.migrator().run(&mut *conn).await?;
         Ok(())
     }
 }

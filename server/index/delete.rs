@@ -194,7 +194,7 @@ impl Index {
             "SELECT blob_key FROM blob_deletions ORDER BY requested_at, blob_key LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         rows.iter()
             .map(|row| row.try_get("blob_key").map_err(IndexError::from))
@@ -214,7 +214,7 @@ impl Index {
             for key in chunk {
                 query = query.bind(key);
             }
-            query.execute(&self.writer).await?;
+            query.execute(&mut *self.writer.acquire().await?).await?;
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ impl Index {
         for value in binds {
             query = query.bind(*value);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut *self.pool.acquire().await?).await?;
         rows.iter()
             .map(|row| row.try_get(column).map_err(IndexError::from))
             .collect()

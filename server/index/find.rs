@@ -449,8 +449,9 @@ impl Index {
         for value in &binds {
             query = query.bind(value.as_str());
         }
+        let mut conn = self.pool.acquire().await.map_err(IndexError::from)?;
         let rows = query
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(IndexError::from)?;
 

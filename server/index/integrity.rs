@@ -53,7 +53,7 @@ impl Index {
         sqlx::query(AssertSqlSafe(sql))
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.acquire().await?)
             .await?
             .iter()
             .map(decode)
@@ -65,7 +65,7 @@ impl Index {
         let sql = format!("SELECT {FILE_COLUMNS} FROM instances WHERE id = $1");
         sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.acquire().await?)
             .await?
             .as_ref()
             .map(decode)
@@ -89,7 +89,7 @@ impl Index {
                 query = query.bind(key);
             }
             let known = query
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await?)
                 .await?
                 .iter()
                 .map(|row| row.try_get("blob_key"))
@@ -110,7 +110,7 @@ impl Index {
              WHERE i.id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.acquire().await?)
         .await?;
         row.map(|row| {
             Ok(InstanceOrigin {
@@ -168,7 +168,7 @@ mod tests {
 
         // A key queued for removal belongs to the janitor, not to verify.
         sqlx::query("INSERT INTO blob_deletions (blob_key, requested_at) VALUES ('queued', '')")
-            .execute(&index.writer)
+            .execute(&index.writer.inner)
             .await
             .unwrap();
         let keys = vec![

@@ -4,6 +4,7 @@
 //! `ON CONFLICT` upserts work in both); what differs — migrations, connection set-up and how
 //! writers are serialised — is chosen once, from the URL scheme.
 
+mod ancestors;
 mod audit;
 mod batch;
 mod changes;
@@ -13,6 +14,8 @@ mod explain;
 pub(crate) mod find;
 mod integrity;
 mod level;
+mod login;
+mod metadata;
 mod modalities;
 mod read;
 mod records;
@@ -21,9 +24,9 @@ mod statistics;
 mod users;
 mod write;
 
-use sqlx::AnyPool;
 use tokio::sync::oneshot;
 
+pub use ancestors::AncestorTags;
 pub use audit::{AuditEvent, AuditFilter, AuditPage};
 /// A new instance with plausible tags, for tests outside the index.
 #[cfg(test)]
@@ -34,6 +37,7 @@ pub use delete::Deletion;
 pub use find::{FindError, FindRequest, Found, OrderBy, OrderKey};
 pub use integrity::{IndexedFile, InstanceOrigin};
 pub use level::Level;
+pub use metadata::{UidInstance, UidPath};
 pub use read::{ArchiveInstance, ArchiveSeries, Resource, ResourceStatistics, StoredFile};
 pub use records::{LevelTags, NewInstance, StoreOutcome};
 pub use retrieve::RetrieveItem;
@@ -53,6 +57,9 @@ pub enum IndexError {
     Database(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The login could not be read from its secret (`index_secret`).
+    #[error("index login: {0}")]
+    Login(String),
     #[error("the index writer has stopped")]
     WriterStopped,
     /// The instance's file could not be made durable, so its rows were not committed.
@@ -71,10 +78,10 @@ impl From<sqlx::Error> for IndexError {
 pub struct Index {
     backend: Backend,
     /// Reads, and writes on PostgreSQL.
-    pool: AnyPool,
+    pool: login::Pool,
     /// Writes on SQLite go through a single connection: SQLite has one writer at a time, and
     /// queuing in the pool is cheaper than retrying on `SQLITE_BUSY`.
-    writer: AnyPool,
+    writer: login::Pool,
     committer: write::Committer,
 }
 
@@ -109,7 +116,9 @@ impl Index {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), IndexError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
         Ok(())
     }
 }

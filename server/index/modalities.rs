@@ -8,7 +8,7 @@ impl Index {
     /// Every stored peer definition as (name, JSON), by name.
     pub async fn modality_definitions(&self) -> Result<Vec<(String, String)>, IndexError> {
         let rows = sqlx::query("SELECT name, definition FROM modalities ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.acquire().await?)
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("name")?, row.try_get("definition")?)))
@@ -23,7 +23,7 @@ impl Index {
         )
         .bind(name)
         .bind(definition)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(())
     }
@@ -32,7 +32,7 @@ impl Index {
     pub async fn delete_modality(&self, name: &str) -> Result<bool, IndexError> {
         let done = sqlx::query("DELETE FROM modalities WHERE name = $1")
             .bind(name)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -166,7 +166,7 @@ impl Index {
         let sql = format!("{} WHERE r.id = $1", select_resource(level));
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.acquire().await?)
             .await?;
         row.map(|row| decode_resource(level, &row)).transpose()
     }
@@ -192,7 +192,7 @@ impl Index {
             }
         };
         let json: String = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.acquire().await?)
             .await?;
         Ok(json)
     }
@@ -210,7 +210,7 @@ impl Index {
             page_clause(since, limit)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.acquire().await?)
             .await?;
         rows.iter().map(|row| decode_resource(level, row)).collect()
     }
@@ -229,7 +229,7 @@ impl Index {
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.acquire().await?)
             .await?;
         rows.iter().map(|row| decode_resource(level, row)).collect()
     }
@@ -248,7 +248,7 @@ impl Index {
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.acquire().await?)
             .await?;
         row.map(|row| decode_resource(ancestor, &row)).transpose()
     }
@@ -284,7 +284,7 @@ impl Index {
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.acquire().await?)
             .await?;
         Ok(ResourceStatistics {
             studies: row.try_get("studies")?,
@@ -297,7 +297,10 @@ impl Index {
     /// Resources whose identifying UID (PatientID, Study/Series/SOP Instance UID) is `uid`,
     /// patients first, as Orthanc's `/tools/lookup`.
     pub async fn lookup(&self, uid: &str) -> Result<Vec<(Level, String)>, IndexError> {
-        let rows = sqlx::query(LOOKUP).bind(uid).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(LOOKUP)
+            .bind(uid)
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?;
         rows.iter()
             .map(|row| {
                 let level: i64 = row.try_get("level")?;
@@ -366,7 +369,7 @@ impl Index {
              WHERE {series_condition} ORDER BY p.id, st.id, se.id"
         )))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         let tags = |row: &AnyRow, column: &str| -> Result<serde_json::Map<_, _>, IndexError> {
             let text: String = row.try_get(column)?;
@@ -396,7 +399,7 @@ impl Index {
              WHERE {instance_condition} ORDER BY r.series, r.id"
         )))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         let instances = rows
             .iter()

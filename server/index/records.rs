@@ -32,6 +32,9 @@ pub struct NewInstance {
     pub transfer_syntax_uid: String,
     /// Whether the data set has pixel data (the tags route lists it without reading it).
     pub has_pixel_data: bool,
+    /// The data set as DICOM JSON (`dicomweb::json`), served by DICOMweb `/metadata` without
+    /// opening the blob.
+    pub metadata: String,
     pub blob_key: String,
     pub file_size: u64,
     pub sha256: String,

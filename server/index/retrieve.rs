@@ -33,7 +33,7 @@ impl Index {
                 r.file_size FROM instances r WHERE {condition} ORDER BY r.series, r.id"
         )))
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await?)
         .await?;
         rows.iter()
             .map(|row| {

@@ -32,7 +32,9 @@ const READ_COUNTERS: &str = "SELECT CAST(SUM(patients) AS BIGINT) AS patients,
 impl Index {
     /// Counts of each level and the total size of the stored files.
     pub async fn statistics(&self) -> Result<Statistics, IndexError> {
-        let row = sqlx::query(READ_COUNTERS).fetch_one(&self.pool).await?;
+        let row = sqlx::query(READ_COUNTERS)
+            .fetch_one(&mut *self.pool.acquire().await?)
+            .await?;
         Ok(Statistics {
             patients: row.try_get("patients")?,
             studies: row.try_get("studies")?,
@@ -60,7 +62,7 @@ mod tests {
                     (SELECT CAST(COALESCE(SUM(file_size), 0) AS BIGINT) FROM instances)
                         AS total_size",
         )
-        .fetch_one(&index.pool)
+        .fetch_one(&index.pool.inner)
         .await
         .unwrap();
         Statistics {

@@ -56,7 +56,7 @@ impl Index {
     /// Whether any user exists (then every request needs credentials).
     pub async fn has_users(&self) -> Result<bool, IndexError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM users LIMIT 1) AS u")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.pool.acquire().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
@@ -65,7 +65,7 @@ impl Index {
         let row =
             sqlx::query("SELECT name, role, password_hash, created_at FROM users WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.acquire().await?)
                 .await?;
         row.as_ref().map(user_from).transpose()
     }
@@ -74,7 +74,7 @@ impl Index {
     pub async fn users(&self) -> Result<Vec<User>, IndexError> {
         let rows =
             sqlx::query("SELECT name, role, password_hash, created_at FROM users ORDER BY name")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await?)
                 .await?;
         rows.iter().map(user_from).collect()
     }
@@ -95,7 +95,7 @@ impl Index {
         .bind(password_hash)
         .bind(role)
         .bind(at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(UserChangeError::Exists(name.into()));
@@ -172,7 +172,7 @@ impl Index {
         .bind(client)
         .bind(since_ms)
         .bind(i64::from(limit.max(1)) - 1)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.acquire().await?)
         .await?;
         Ok(at)
     }
@@ -188,13 +188,13 @@ impl Index {
         sqlx::query("INSERT INTO sign_in_failures (client, at_ms) VALUES ($1, $2)")
             .bind(client)
             .bind(at_ms)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         // Best effort: two servers pruning at once may deadlock on PostgreSQL, and a row left
         // behind is outside every window anyway; the next failure prunes it.
         if let Err(e) = sqlx::query("DELETE FROM sign_in_failures WHERE at_ms <= $1")
             .bind(prune_ms)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await
         {
             tracing::debug!(error = %e, "pruning old failed sign-ins failed");
@@ -220,7 +220,7 @@ impl Index {
         .bind(user)
         .bind(label)
         .bind(at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.acquire().await?)
         .await?;
         Ok(())
     }
@@ -235,7 +235,7 @@ impl Index {
              FROM api_tokens t JOIN users u ON u.name = t.user_name WHERE t.token_hash = $1",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.acquire().await?)
         .await?;
         row.as_ref()
             .map(|row| Ok((user_from(row)?, row.try_get("last_used_at")?)))
@@ -246,7 +246,7 @@ impl Index {
         sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
             .bind(at)
             .bind(token_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }
@@ -255,7 +255,7 @@ impl Index {
     pub async fn revoke_tokens(&self, user: &str) -> Result<u64, IndexError> {
         let done = sqlx::query("DELETE FROM api_tokens WHERE user_name = $1")
             .bind(user)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -296,7 +296,7 @@ impl Index {
         )
         .bind(id_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.pool.acquire().await?)
         .await?;
         row.as_ref()
             .map(|row| {
@@ -312,7 +312,7 @@ impl Index {
     pub async fn remove_session(&self, id_hash: &str) -> Result<(), IndexError> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.acquire().await?)
             .await?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! fsync or upload runs, and the transaction commits only once every file of the batch is
 //! stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -12,6 +13,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch;
+use super::login::{Pool, SecretLogin};
 use super::{Backend, IndexError, NewInstance, StoreOutcome};
 use crate::config::OverwritePolicy;
 
@@ -50,8 +52,8 @@ impl Stored {
 pub(super) enum Writer {
     /// The pool of SQLite's one writer connection.
     Sqlite(AnyPool),
-    /// Where to connect to PostgreSQL.
-    Postgres(AnyConnectOptions),
+    /// Where to connect to PostgreSQL, and the secret its login follows, if any.
+    Postgres(AnyConnectOptions, Option<Arc<SecretLogin>>),
 }
 
 /// The handle callers use; cheap to clone.
@@ -78,13 +80,16 @@ impl Committer {
                     .expect("a current-thread runtime builds")
                     .block_on(async move {
                         let (pool, backend) = match writer {
-                            Writer::Sqlite(pool) => (pool, Backend::Sqlite),
-                            Writer::Postgres(options) => (
-                                Backend::Postgres
-                                    .writer_pool(AnyPoolOptions::new())
-                                    .max_connections(1)
-                                    .acquire_timeout(Duration::from_secs(10))
-                                    .connect_lazy_with(options),
+                            Writer::Sqlite(pool) => (Pool::new(pool, None), Backend::Sqlite),
+                            Writer::Postgres(options, login) => (
+                                Pool::new(
+                                    Backend::Postgres
+                                        .writer_pool(AnyPoolOptions::new())
+                                        .max_connections(1)
+                                        .acquire_timeout(Duration::from_secs(10))
+                                        .connect_lazy_with(options),
+                                    login,
+                                ),
                                 Backend::Postgres,
                             ),
                         };
@@ -117,7 +122,7 @@ impl Committer {
     }
 }
 
-async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receiver<Job>) {
+async fn commit_loop(writer: Pool, backend: Backend, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -176,7 +181,7 @@ async fn commit_loop(writer: AnyPool, backend: Backend, mut queue: mpsc::Receive
 /// Writes `jobs` in one transaction, committed once all their files are durable. If one is
 /// not, nothing is committed (the transaction rolls back when dropped).
 async fn write_batch(
-    writer: &AnyPool,
+    writer: &Pool,
     backend: Backend,
     jobs: &mut [Job],
 ) -> Result<Vec<StoreOutcome>, IndexError> {
@@ -306,7 +311,7 @@ mod tests {
             "CREATE TRIGGER disk_full BEFORE INSERT ON changes
              BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full'); END",
         )
-        .execute(&index.pool)
+        .execute(&index.pool.inner)
         .await
         .unwrap();
         let second = instance("P1", "1.1", "1.1.1", "1.1.1.2", at);
@@ -317,7 +322,7 @@ mod tests {
         assert!(full.to_string().contains("full"), "{full}");
 
         sqlx::query("DROP TRIGGER disk_full")
-            .execute(&index.pool)
+            .execute(&index.pool.inner)
             .await
             .unwrap();
         for new in [second, instance("P1", "1.1", "1.1.1", "1.1.1.3", at)] {

@@ -49,6 +49,8 @@ pub struct Inspected {
     pub transfer_syntax_uid: String,
     /// Whether the root data set has pixel data (integer, float or double).
     pub has_pixel_data: bool,
+    /// The data set as DICOM JSON, bulk data by reference (what DICOMweb `/metadata` serves).
+    pub metadata: String,
 }
 
 /// Parses the file at `path` up to its pixel data and checks that its data set is complete.
@@ -59,7 +61,7 @@ pub fn inspect(path: &Path, announced: Option<&Announced>) -> Result<Inspected, 
     // whatever length an element header claims. Once every length is known to fit in the
     // file, parsing costs at most the file's own size.
     let (data_offset, ts_uid) = read_meta(path)?;
-    let has_pixel_data = walk::walk(path, data_offset, &ts_uid)?;
+    let pixel_data = walk::walk(path, data_offset, &ts_uid)?;
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
@@ -91,7 +93,8 @@ pub fn inspect(path: &Path, announced: Option<&Announced>) -> Result<Inspected, 
         sop_class_uid,
         sop_instance_uid,
         transfer_syntax_uid: ts_uid,
-        has_pixel_data,
+        has_pixel_data: pixel_data.is_some(),
+        metadata: crate::dicomweb::json::dataset(dataset, pixel_data),
     })
 }
 

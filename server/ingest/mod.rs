@@ -223,6 +223,7 @@ fn new_instance(
         sop_class_uid: inspected.sop_class_uid,
         transfer_syntax_uid: inspected.transfer_syntax_uid,
         has_pixel_data: inspected.has_pixel_data,
+        metadata: inspected.metadata,
         blob_key: blob_key.to_string(),
         file_size: file.size,
         sha256: file.sha256.clone(),

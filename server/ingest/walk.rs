@@ -15,6 +15,7 @@ use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry, entries};
 
 use super::inspect::InspectError;
+use crate::dicomweb::json::PixelData;
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const ITEM_DELIMITER: Tag = Tag(0xFFFE, 0xE00D);
@@ -75,8 +76,12 @@ struct Open {
 /// the last element ends exactly at the end of the data, that every sequence and item is
 /// closed, in explicit VR that every element names a known VR, and that an element of a
 /// fixed-size VR (the one sent, or in implicit VR the dictionary's) holds whole values.
-/// Returns whether the root data set holds pixel data.
-pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, InspectError> {
+/// Returns the root data set's pixel data element, if it has one.
+pub(super) fn walk(
+    path: &Path,
+    data_offset: u64,
+    ts_uid: &str,
+) -> Result<Option<PixelData>, InspectError> {
     let ts = transfer_syntax(ts_uid)?;
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(data_offset))?;
@@ -90,7 +95,7 @@ pub(super) fn walk(path: &Path, data_offset: u64, ts_uid: &str) -> Result<bool, 
 /// sees it).
 pub(crate) fn walk_bytes(bytes: &[u8], ts_uid: &str) -> Result<bool, InspectError> {
     // In memory, the inflater has had every byte there is.
-    walk_reader(Box::new(bytes), transfer_syntax(ts_uid)?, 0, &|| Ok(true))
+    walk_reader(Box::new(bytes), transfer_syntax(ts_uid)?, 0, &|| Ok(true)).map(|p| p.is_some())
 }
 
 fn transfer_syntax(ts_uid: &str) -> Result<&'static TransferSyntax, InspectError> {
@@ -106,7 +111,7 @@ fn walk_reader<'a>(
     ts: &'static TransferSyntax,
     data_offset: u64,
     stream_ends: &dyn Fn() -> Result<bool, InspectError>,
-) -> Result<bool, InspectError> {
+) -> Result<Option<PixelData>, InspectError> {
     let deflated = matches!(ts.codec(), Codec::Dataset(Some(_)));
     // Implicit VR Little Endian is the one transfer syntax without VR fields.
     let explicit = ts.uid() != entries::IMPLICIT_VR_LITTLE_ENDIAN.uid();
@@ -126,7 +131,7 @@ fn walk_reader<'a>(
         InspectError::Malformed(format!("{what} at byte {}", data_offset + at))
     };
     let mut open: Vec<Open> = Vec::new();
-    let mut has_pixel_data = false;
+    let mut pixel_data = None;
     loop {
         let before = decoder.position();
         while let Some(&Open { end: Some(end), .. }) = open.last() {
@@ -147,7 +152,7 @@ fn walk_reader<'a>(
                 // Nothing more to read at an element boundary: the end of the data set.
                 let whole = open.is_empty() && (!deflated || stream_ends()?);
                 return if whole {
-                    Ok(has_pixel_data)
+                    Ok(pixel_data)
                 } else {
                     Err(InspectError::Truncated(data_offset + before))
                 };
@@ -155,8 +160,11 @@ fn walk_reader<'a>(
             Err(_) => return Err(InspectError::Truncated(data_offset + tapped.count.get())),
         };
         let value_at = decoder.position();
-        if open.is_empty() && PIXEL_DATA_TAGS.contains(&header.tag) {
-            has_pixel_data = true;
+        if open.is_empty() && PIXEL_DATA_TAGS.contains(&header.tag) && pixel_data.is_none() {
+            pixel_data = Some(PixelData {
+                tag: header.tag,
+                vr: header.vr,
+            });
         }
         let end = header.len.get().map(|len| value_at + u64::from(len));
         let inside = open.last().map(|o| &o.kind);
@@ -324,7 +332,7 @@ mod tests {
     fn walked(data: &[u8], ts: &str) -> Result<bool, InspectError> {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), data).unwrap();
-        walk(file.path(), 0, ts)
+        walk(file.path(), 0, ts).map(|p| p.is_some())
     }
 
     #[test]

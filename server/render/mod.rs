@@ -152,25 +152,7 @@ impl Renderer {
             .await
             .map_err(|e| RenderError::Task(e.to_string()))?;
         let started = Instant::now();
-        let (reader, _) = blobs
-            .get(&stored.blob_key, None)
-            .await
-            .map_err(|e| RenderError::Storage(e.to_string()))?;
-        let size = stored.size;
-        let bridge = SyncIoBridge::new(reader);
-        let (header, source) =
-            tokio::task::spawn_blocking(move || frame::locate(bridge, size, frame))
-                .await
-                .map_err(joined)??;
-        let source = match source {
-            FrameSource::NativeRange(range) => {
-                FrameSource::Native(read_range(&*blobs, stored, range).await?)
-            }
-            FrameSource::FragmentRange(range) => FrameSource::Fragments(fragments::parse_items(
-                &read_range(&*blobs, stored, range).await?,
-            )?),
-            source => source,
-        };
+        let (header, source) = read_frame(&*blobs, stored, frame).await?;
         let params = params.clone();
         let image = tokio::task::spawn_blocking(move || paint(header, source, frame, &params))
             .await
@@ -234,6 +216,50 @@ fn joined(error: tokio::task::JoinError) -> RenderError {
         RenderError::Corrupt("the decoder failed on this pixel data".into())
     } else {
         RenderError::Task(error.to_string())
+    }
+}
+
+/// Frame `frame` of a stored file: the header, then the frame's bytes alone (by range where
+/// the file allows it).
+async fn read_frame(
+    blobs: &dyn BlobStore,
+    stored: &StoredFile,
+    frame: u32,
+) -> Result<(frame::Header, FrameSource), RenderError> {
+    let (reader, _) = blobs
+        .get(&stored.blob_key, None)
+        .await
+        .map_err(|e| RenderError::Storage(e.to_string()))?;
+    let size = stored.size;
+    let bridge = SyncIoBridge::new(reader);
+    let (header, source) = tokio::task::spawn_blocking(move || frame::locate(bridge, size, frame))
+        .await
+        .map_err(joined)??;
+    let source = match source {
+        FrameSource::NativeRange(range) => {
+            FrameSource::Native(read_range(blobs, stored, range).await?)
+        }
+        FrameSource::FragmentRange(range) => FrameSource::Fragments(fragments::parse_items(
+            &read_range(blobs, stored, range).await?,
+        )?),
+        source => source,
+    };
+    Ok((header, source))
+}
+
+/// Frame `frame` (from 0) as stored, for WADO-RS: native samples, or the frame's fragments
+/// joined (its compressed bitstream).
+pub async fn raw_frame(
+    blobs: &dyn BlobStore,
+    stored: &StoredFile,
+    frame: u32,
+) -> Result<Vec<u8>, RenderError> {
+    match read_frame(blobs, stored, frame).await?.1 {
+        FrameSource::Native(bytes) => Ok(bytes),
+        FrameSource::Fragments(fragments) => Ok(fragments.concat()),
+        FrameSource::NativeRange(_) | FrameSource::FragmentRange(_) => {
+            unreachable!("read_frame reads ranges")
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use futures::StreamExt;
 
 use super::{BlobPages, BlobReader, BlobStore, BlobStream, ListedBlob, QUARANTINE, StorageError};
@@ -46,15 +45,7 @@ impl S3Store {
         prefix: &str,
         options: S3Options,
     ) -> Result<Self, StorageError> {
-        // rustls with ring: the same crypto the rest of the server uses, and no C toolchain
-        // beyond what ring needs.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http)
-            .load()
-            .await;
+        let shared = crate::aws::sdk_config().await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(options.path_style)
             .build();

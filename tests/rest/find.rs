@@ -600,7 +600,7 @@ pub async fn postgres_plans_use_indexes(pg: &PgCluster, db: &str) {
         value("SELECT sop_instance_uid FROM instances ORDER BY id LIMIT 1"),
     );
     psql(&format!("ALTER DATABASE {db} SET enable_seqscan = off"));
-    let index = Index::connect(&pg.url(db)).await.unwrap();
+    let index = Index::connect(&pg.url(db), None).await.unwrap();
     let cases = [
         (IndexLevel::Patient, "PatientID", &patient_id, "patient_id"),
         (IndexLevel::Study, "PatientID", &patient_id, "patient_id"),

@@ -1,0 +1,196 @@
+//! DICOMweb under `/dicom-web`: searches (QIDO-RS, `qido.rs`), retrieval of instances as
+//! multipart (WADO-RS, `retrieve.rs`), their metadata from the index (`metadata.rs`), and the
+//! DICOM JSON all of them speak (`json.rs`). Studies, series and instances are named by their
+//! UIDs here, not by Orthanc IDs.
+
+mod frames;
+pub mod json;
+mod metadata;
+mod multipart;
+mod qido;
+mod retrieve;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::routing::get;
+
+use crate::http::{AppState, Routes};
+use crate::index::{Level, UidPath};
+
+type St = State<AppState>;
+
+/// DICOM JSON's media type.
+const DICOM_JSON: &str = "application/dicom+json";
+
+/// The DICOMweb routes, added to the REST API's.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(
+            "/dicom-web/studies",
+            &["get"],
+            get(|State(s): St, h: HeaderMap, q: RawQuery| {
+                qido::search(s, Level::Study, UidPath::default(), h, q)
+            }),
+        )
+        .add(
+            "/dicom-web/series",
+            &["get"],
+            get(|State(s): St, h: HeaderMap, q: RawQuery| {
+                qido::search(s, Level::Series, UidPath::default(), h, q)
+            }),
+        )
+        .add(
+            "/dicom-web/instances",
+            &["get"],
+            get(|State(s): St, h: HeaderMap, q: RawQuery| {
+                qido::search(s, Level::Instance, UidPath::default(), h, q)
+            }),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series",
+            &["get"],
+            get(
+                |State(s): St, Path(study): Path<String>, h: HeaderMap, q: RawQuery| {
+                    qido::search(s, Level::Series, path(study, None, None), h, q)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/instances",
+            &["get"],
+            get(
+                |State(s): St, Path(study): Path<String>, h: HeaderMap, q: RawQuery| {
+                    qido::search(s, Level::Instance, path(study, None, None), h, q)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/instances",
+            &["get"],
+            get(
+                |State(s): St,
+                 Path((study, series)): Path<(String, String)>,
+                 h: HeaderMap,
+                 q: RawQuery| {
+                    qido::search(s, Level::Instance, path(study, Some(series), None), h, q)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}",
+            &["get"],
+            get(|State(s): St, Path(study): Path<String>, h: HeaderMap| {
+                retrieve::instances(s, path(study, None, None), h)
+            }),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}",
+            &["get"],
+            get(
+                |State(s): St, Path((study, series)): Path<(String, String)>, h: HeaderMap| {
+                    retrieve::instances(s, path(study, Some(series), None), h)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
+            &["get"],
+            get(
+                |State(s): St,
+                 Path((study, series, instance)): Path<(String, String, String)>,
+                 h: HeaderMap| {
+                    retrieve::instances(s, path(study, Some(series), Some(instance)), h)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            &["get"],
+            get(
+                |State(s): St,
+                 Path((study, series, instance, list)): Path<(String, String, String, String)>,
+                 h: HeaderMap| {
+                    frames::frames(s, path(study, Some(series), Some(instance)), list, h)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/metadata",
+            &["get"],
+            get(|State(s): St, Path(study): Path<String>, h: HeaderMap| {
+                metadata::metadata(s, path(study, None, None), h)
+            }),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/metadata",
+            &["get"],
+            get(
+                |State(s): St, Path((study, series)): Path<(String, String)>, h: HeaderMap| {
+                    metadata::metadata(s, path(study, Some(series), None), h)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata",
+            &["get"],
+            get(
+                |State(s): St,
+                 Path((study, series, instance)): Path<(String, String, String)>,
+                 h: HeaderMap| {
+                    metadata::metadata(s, path(study, Some(series), Some(instance)), h)
+                },
+            ),
+        )
+}
+
+fn path(study: String, series: Option<String>, instance: Option<String>) -> UidPath {
+    UidPath {
+        study,
+        series,
+        instance,
+    }
+}
+
+/// Where clients reach `/dicom-web`, for the absolute URLs answers hold (RetrieveURL,
+/// BulkDataURI): the scheme the server serves and the host the client asked for. A `Host`
+/// without a port (dicomweb-client sends one) gets the port we serve on, unless that is the
+/// scheme's own.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    let (scheme, default_port) = if state.settings.https {
+        ("https", 443)
+    } else {
+        ("http", 80)
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| state.settings.site_name.clone());
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port || state.http_port == default_port || state.http_port == 0 {
+        format!("{scheme}://{host}/dicom-web")
+    } else {
+        format!("{scheme}://{host}:{}/dicom-web", state.http_port)
+    }
+}
+
+/// The WADO-RS URL of what `path` names, under `base`.
+fn resource_url(base: &str, study: &str, series: Option<&str>, instance: Option<&str>) -> String {
+    let mut url = format!("{base}/studies/{study}");
+    if let Some(series) = series {
+        url.push_str("/series/");
+        url.push_str(series);
+        if let Some(instance) = instance {
+            url.push_str("/instances/");
+            url.push_str(instance);
+        }
+    }
+    url
+}
+
+fn content_type(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).expect("a media type is a valid header value")
+}
