@@ -9,7 +9,9 @@ mod metadata;
 mod multipart;
 mod qido;
 mod retrieve;
+mod stow;
 
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::get;
@@ -27,10 +29,11 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     routes
         .add(
             "/dicom-web/studies",
-            &["get"],
+            &["get", "post"],
             get(|State(s): St, h: HeaderMap, q: RawQuery| {
                 qido::search(s, Level::Study, UidPath::default(), h, q)
-            }),
+            })
+            .post(|State(s): St, h: HeaderMap, body: Body| stow::store(s, None, h, body)),
         )
         .add(
             "/dicom-web/series",
@@ -78,10 +81,15 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         )
         .add(
             "/dicom-web/studies/{study}",
-            &["get"],
+            &["get", "post"],
             get(|State(s): St, Path(study): Path<String>, h: HeaderMap| {
                 retrieve::instances(s, path(study, None, None), h)
-            }),
+            })
+            .post(
+                |State(s): St, Path(study): Path<String>, h: HeaderMap, body: Body| {
+                    stow::store(s, Some(study), h, body)
+                },
+            ),
         )
         .add(
             "/dicom-web/studies/{study}/series/{series}",

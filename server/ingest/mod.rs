@@ -62,6 +62,16 @@ pub struct Received {
     pub ids: ResourceIds,
     pub outcome: StoreOutcome,
     pub size: u64,
+    pub uids: InstanceUids,
+}
+
+/// The UIDs that name a received instance (DICOMweb's answers give them back).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceUids {
+    pub study: String,
+    pub series: String,
+    pub sop_instance: String,
+    pub sop_class: String,
 }
 
 /// The pipeline and what it writes to.
@@ -107,12 +117,25 @@ impl Ingest {
         announced: Option<Announced>,
         remote_aet: &str,
     ) -> Result<Received, IngestError> {
+        self.finish_in_study(spool, announced, remote_aet, None)
+            .await
+    }
+
+    /// Like `finish`, refusing an instance of another study than `study` (STOW-RS to a
+    /// study's URL) before anything of it is indexed.
+    pub async fn finish_in_study(
+        &self,
+        spool: Spool,
+        announced: Option<Announced>,
+        remote_aet: &str,
+        study: Option<&str>,
+    ) -> Result<Received, IngestError> {
         let source = if remote_aet.is_empty() {
             "rest"
         } else {
             "dicom"
         };
-        let result = self.store(spool, announced, remote_aet).await;
+        let result = self.store(spool, announced, remote_aet, study).await;
         match &result {
             Ok(received) if received.outcome != StoreOutcome::AlreadyStored => {
                 METRICS.received(source, received.size)
@@ -128,6 +151,7 @@ impl Ingest {
         spool: Spool,
         announced: Option<Announced>,
         remote_aet: &str,
+        study: Option<&str>,
     ) -> Result<Received, IngestError> {
         let started = std::time::Instant::now();
         let file = spool.finish().await.map_err(IngestError::Spool)?;
@@ -150,18 +174,34 @@ impl Ingest {
         let indexing = async {
             let inspected = inspect_file(local.clone(), announced).await?;
             let inspected_at = started.elapsed();
+            let found = inspected.tags.study.get("StudyInstanceUID");
+            if let Some(expected) = study
+                && expected != found
+            {
+                return Err(IngestError::Invalid(InspectError::Mismatch {
+                    attribute: "Study Instance UID",
+                    expected: expected.to_string(),
+                    found: found.to_string(),
+                }));
+            }
             let new = new_instance(inspected, &blob_key, &file, remote_aet);
             let ids = new.ids.clone();
+            let uids = InstanceUids {
+                study: new.study.get("StudyInstanceUID").to_string(),
+                series: new.series.get("SeriesInstanceUID").to_string(),
+                sop_instance: new.sop_instance_uid.clone(),
+                sop_class: new.sop_class_uid.clone(),
+            };
             let outcome = self
                 .index
                 .store_instance_once_stored(new, self.policy, stored_rx)
                 .await?;
-            Ok::<_, IngestError>((ids, outcome, inspected_at))
+            Ok::<_, IngestError>((ids, uids, outcome, inspected_at))
         };
         let ((stored, stored_at), indexed) = tokio::join!(storing, indexing);
         // Not indexed, so not received: the blob must not linger. A storage failure comes
         // first: it is why the index did not commit.
-        let (ids, outcome, inspected_at) = match (stored, indexed) {
+        let (ids, uids, outcome, inspected_at) = match (stored, indexed) {
             (Ok(()), Ok(indexed)) => indexed,
             (Err(e), _) => {
                 self.delete_quietly(&blob_key).await;
@@ -187,6 +227,7 @@ impl Ingest {
             ids,
             outcome,
             size: file.size,
+            uids,
         })
     }
 

@@ -56,8 +56,20 @@ impl Ingest {
     pub async fn ingest_part10<R: AsyncRead + Unpin>(
         &self,
         head: &[u8],
+        reader: R,
+        max_size: u64,
+    ) -> Result<Received, IngestError> {
+        self.ingest_part10_in_study(head, reader, max_size, None)
+            .await
+    }
+
+    /// Like `ingest_part10`, refusing an instance of another study than `study`.
+    pub async fn ingest_part10_in_study<R: AsyncRead + Unpin>(
+        &self,
+        head: &[u8],
         mut reader: R,
         max_size: u64,
+        study: Option<&str>,
     ) -> Result<Received, IngestError> {
         let mut spool = Spool::create_raw(&self.spool_dir, head)
             .await
@@ -81,7 +93,7 @@ impl Ingest {
                 .await
                 .map_err(IngestError::Spool)?;
         }
-        self.finish(spool, None, "").await
+        self.finish_in_study(spool, None, "", study).await
     }
 
     /// Ingests every file of the ZIP at `path`, in order. Entries over `max_size` bytes

@@ -6,6 +6,7 @@ Usage: client.py SCENARIO URL FOLDER
             instance, series and instance metadata; every answer compared, tag for tag, with
             the files in FOLDER (the one study the server holds under that folder's UIDs).
             "frames": every frame of every instance in FOLDER, compared with the file's.
+            "store": STOW-RS of the files in FOLDER, then QIDO; refused parts and bodies.
 Prints one line per check; exits non-zero at the first difference, saying what differed.
 """
 
@@ -235,7 +236,75 @@ def frames(url, folder):
     print(f"ok: frames ({count}, as stored)")
 
 
+def store(url, folder):
+    """STOW-RS of the files in FOLDER (a study the server does not hold yet): every instance
+    stored and found by QIDO; a body with a truncated part stores the rest and names the
+    truncated one in FailedSOPSequence (202); an instance of another study posted to a
+    study's URL is refused (409)."""
+    import requests
+
+    datasets = load(folder)
+    study = str(datasets[0].StudyInstanceUID)
+    client = DICOMwebClient(url=url)
+    check(client.search_for_studies(search_filters={"StudyInstanceUID": study}) == [],
+          "the study is not there before")
+    answer = client.store_instances(datasets)
+    stored = answer.get("ReferencedSOPSequence", [])
+    check(len(stored) == len(datasets), f"{len(stored)} instances stored of {len(datasets)}")
+    check("FailedSOPSequence" not in answer, "nothing failed")
+    for item in stored:
+        uid = str(item.ReferencedSOPInstanceUID)
+        want = next(d for d in datasets if str(d.SOPInstanceUID) == uid)
+        check(item.ReferencedSOPClassUID == want.SOPClassUID, "ReferencedSOPClassUID")
+        check(
+            item.RetrieveURL
+            == f"{url}/studies/{study}/series/{want.SeriesInstanceUID}/instances/{uid}",
+            f"RetrieveURL {item.RetrieveURL}",
+        )
+    found = client.search_for_studies(search_filters={"StudyInstanceUID": study})
+    check(len(found) == 1, "QIDO finds the stored study")
+    check(value(found[0], "NumberOfStudyRelatedInstances") == len(datasets), "all its instances")
+    print(f"ok: store ({len(datasets)} instances), then found")
+
+    # A body of two parts, the second cut short.
+    files = sorted(Path(folder).rglob("*.dcm"))
+    whole = files[0].read_bytes()
+    cut = files[-1].read_bytes()
+    cut = cut[: len(cut) * 2 // 3]
+    boundary = "stow-test-boundary"
+    body = b""
+    for part in [whole, cut]:
+        body += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+               "Accept": "application/dicom+json"}
+    response = requests.post(f"{url}/studies", data=body, headers=headers)
+    check(response.status_code == 202, f"a body with a bad part: {response.status_code} {response.text}")
+    answer = response.json()
+    failed = answer["00081198"]["Value"]
+    check(len(failed) == 1, "one failed part")
+    cut_uid = str(pydicom.dcmread(files[-1]).SOPInstanceUID)
+    check(value(failed[0], "ReferencedSOPInstanceUID") == cut_uid, "the failed part is named")
+    check(value(failed[0], "FailureReason") == 0xC000, f"reason {value(failed[0], 'FailureReason')}")
+    check(len(answer["00081199"]["Value"]) == 1, "the good part is stored")
+    check("warning" in {k.lower() for k in response.headers}, "a Warning says why")
+    print("ok: a truncated part is refused, the rest stored (202)")
+
+    # Posted to another study's URL: refused, nothing stored.
+    other = "1.2.826.0.1.3680043.10.1146.77"
+    response = requests.post(f"{url}/studies/{other}", data=body.replace(cut, b"").replace(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n\r\n".encode(), b""), headers=headers)
+    check(response.status_code == 409, f"another study's instance: {response.status_code}")
+    failed = response.json()["00081198"]["Value"]
+    check(value(failed[0], "FailureReason") == 0xA900, "reason: does not match")
+    check(client.search_for_studies(search_filters={"StudyInstanceUID": other}) == [],
+          "nothing stored under the other study")
+    response = requests.post(f"{url}/studies", data=b"x", headers={"Content-Type": "application/json"})
+    check(response.status_code == 415, f"not multipart: {response.status_code}")
+    print("ok: refusals (409, 415)")
+
+
 if __name__ == "__main__":
     scenario, url, folder = sys.argv[1:4]
-    {"read": read, "frames": frames}[scenario](url, folder)
+    {"read": read, "frames": frames, "store": store}[scenario](url, folder)
     print("all checks passed")

@@ -192,6 +192,11 @@ async fn exercise(site: &Site) {
     site.client("read", &site.jpeg_dir);
     site.client("frames", &site.study_dir);
     site.client("frames", &site.jpeg_dir);
+    let stow_dir = site.work.path().join("stow");
+    let mut spec = Spec::new(43);
+    spec.add_series("MR", 2, 16, 16, 1, Depth::U16);
+    spec.write(&stow_dir).unwrap();
+    site.client("store", &stow_dir);
     retrieved_parts_are_the_files_sent(site).await;
     accepted_syntaxes_are_honoured(site).await;
     errors_are_answered(site).await;
