@@ -135,12 +135,14 @@ pub fn classify(method: &Method, route: &str, status: u16) -> Option<&'static st
         (_, r) if r.starts_with("/dicom-web/") => match (method.as_str(), r) {
             ("POST", _) => "upload",
             (_, r) if r.ends_with("/metadata") => "view",
+            (_, r) if r.ends_with("/rendered") || r.ends_with("/thumbnail") => "view",
             (_, r) if r.ends_with("/studies") || r.ends_with("/series") => "find",
             (_, r) if r.ends_with("/instances") => "find",
             _ => "download",
         },
         ("DELETE", _) => "delete",
         ("GET" | "HEAD", r) if r.ends_with("/file") || r.ends_with("/archive") => "download",
+        ("GET" | "HEAD", "/wado") => "download",
         _ => "view",
     };
     Some(action)

@@ -8,6 +8,7 @@ pub mod json;
 mod metadata;
 mod multipart;
 mod qido;
+mod rendered;
 mod retrieve;
 mod stow;
 
@@ -16,7 +17,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::get;
 
-use crate::http::{AppState, Routes};
+use std::collections::HashMap;
+
+use crate::http::{AppState, Routes, args};
 use crate::index::{Level, UidPath};
 
 type St = State<AppState>;
@@ -26,7 +29,7 @@ const DICOM_JSON: &str = "application/dicom+json";
 
 /// The DICOMweb routes, added to the REST API's.
 pub(crate) fn routes(routes: Routes) -> Routes {
-    routes
+    rendered_routes(routes)
         .add(
             "/dicom-web/studies",
             &["get", "post"],
@@ -149,6 +152,45 @@ pub(crate) fn routes(routes: Routes) -> Routes {
                 },
             ),
         )
+}
+
+/// The `rendered` and `thumbnail` routes of every level.
+fn rendered_routes(mut routes: Routes) -> Routes {
+    const LEVELS: [&str; 4] = [
+        "/dicom-web/studies/{study}",
+        "/dicom-web/studies/{study}/series/{series}",
+        "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
+        "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+    ];
+    for level in LEVELS {
+        for (resource, thumbnail) in [("rendered", false), ("thumbnail", true)] {
+            routes = routes.add(
+                &format!("{level}/{resource}"),
+                &["get"],
+                get(
+                    move |State(s): St,
+                          Path(p): Path<HashMap<String, String>>,
+                          h: HeaderMap,
+                          q: RawQuery| {
+                        let frame = p
+                            .get("frames")
+                            .map(|list| list.split(',').next().unwrap_or("").to_string());
+                        let uids = path(
+                            p.get("study").cloned().unwrap_or_default(),
+                            p.get("series").cloned(),
+                            p.get("instance").cloned(),
+                        );
+                        rendered::rendered(s, uids, frame, thumbnail, h, args(q))
+                    },
+                ),
+            );
+        }
+    }
+    routes.add(
+        "/wado",
+        &["get"],
+        get(|State(s): St, q: RawQuery| rendered::wado_uri(s, args(q))),
+    )
 }
 
 fn path(study: String, series: Option<String>, instance: Option<String>) -> UidPath {

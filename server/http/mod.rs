@@ -10,7 +10,7 @@ mod headers;
 mod jobs;
 mod modalities;
 mod queries;
-mod render;
+pub(crate) mod render;
 mod resources;
 pub mod serve;
 mod system;

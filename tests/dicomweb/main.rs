@@ -200,6 +200,7 @@ async fn exercise(site: &Site) {
     retrieved_parts_are_the_files_sent(site).await;
     accepted_syntaxes_are_honoured(site).await;
     errors_are_answered(site).await;
+    rendered_and_wado_uri(site).await;
     let _ = site.work.path();
 }
 
@@ -349,4 +350,78 @@ async fn errors_are_answered(site: &Site) {
     let ignored = get(site, "/dicom-web/studies?SOPInstanceUID=1.2", None).await;
     assert_eq!(ignored.status(), 200);
     assert!(ignored.headers().contains_key("warning"));
+}
+
+async fn rendered_and_wado_uri(site: &Site) {
+    let instance = &site.study[0];
+    let series = format!(
+        "/dicom-web/studies/{}/series/{}",
+        instance.study_uid, instance.series_uid
+    );
+    let one = format!("{series}/instances/{}", instance.sop_instance_uid);
+    for (path, accept, media) in [
+        (format!("{one}/rendered"), None, "image/jpeg"),
+        (format!("{one}/rendered"), Some("image/png"), "image/png"),
+        (
+            format!("{one}/frames/1/rendered?viewport=32,32"),
+            None,
+            "image/jpeg",
+        ),
+        (format!("{series}/thumbnail"), None, "image/jpeg"),
+        (
+            format!("/dicom-web/studies/{}/thumbnail", instance.study_uid),
+            None,
+            "image/jpeg",
+        ),
+    ] {
+        let response = get(site, &path, accept).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], media, "{path}");
+        let body = response.bytes().await.unwrap();
+        let magic: &[u8] = if media == "image/png" {
+            b"\x89PNG"
+        } else {
+            b"\xFF\xD8"
+        };
+        assert!(body.starts_with(magic), "{path}: not a {media}");
+    }
+    let small = get(
+        site,
+        &format!("{one}/rendered?viewport=16,16"),
+        Some("image/png"),
+    )
+    .await;
+    let png = small.bytes().await.unwrap();
+    // PNG's IHDR: width and height, big-endian, at bytes 16..24.
+    assert_eq!(&png[16..24], &[0, 0, 0, 16, 0, 0, 0, 16], "viewport 16×16");
+    assert_eq!(
+        get(site, &format!("{one}/frames/9/rendered"), None)
+            .await
+            .status(),
+        404
+    );
+
+    let wado = |content_type: &str| {
+        format!(
+            "/wado?requestType=WADO&studyUID={}&seriesUID={}&objectUID={}&contentType={content_type}",
+            instance.study_uid, instance.series_uid, instance.sop_instance_uid
+        )
+    };
+    let file = get(site, &wado("application/dicom"), None).await;
+    assert_eq!(file.status(), 200);
+    let bytes = file.bytes().await.unwrap();
+    let offset = dicomgen::dataset_offset(&bytes).unwrap();
+    assert_eq!(
+        &bytes[offset..],
+        dicomgen::dataset_bytes(&instance.path).unwrap().as_slice()
+    );
+    let jpeg = get(site, &wado("image/jpeg"), None).await;
+    assert_eq!(jpeg.headers()["content-type"], "image/jpeg");
+    let png = get(site, &wado("image/png"), None).await;
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert_eq!(get(site, &wado("text/html"), None).await.status(), 406);
+    assert_eq!(
+        get(site, "/wado?requestType=WADO", None).await.status(),
+        400
+    );
 }
