@@ -134,6 +134,12 @@ pub struct Settings {
     pub blob_sweep_secs: u64,
     /// Memory for recently rendered frames and previews, in MiB; 0 keeps none.
     pub render_cache_mb: u64,
+    /// A built OHIF viewer (npm's `@ohif/app`, its `dist/` folder) to serve at `/ohif/`, set up
+    /// for this server's DICOMweb; empty for none.
+    pub ohif_dir: String,
+    /// Origins (`https://viewer.example.org`) whose pages may call the API from a browser
+    /// (CORS); `*` for any origin, without credentials. Empty: same origin only.
+    pub cors_allowed_origins: Vec<String>,
     /// Hours a UI session (cookie) lasts.
     pub session_hours: u64,
     /// Milliseconds a failed sign-in waits before its answer.
@@ -193,6 +199,8 @@ impl Default for Settings {
             stable_age_secs: 60,
             blob_sweep_secs: 60,
             render_cache_mb: 64,
+            ohif_dir: String::new(),
+            cors_allowed_origins: Vec::new(),
             session_hours: 12,
             auth_fail_delay_ms: 300,
             auth_fail_limit: 10,
@@ -333,6 +341,26 @@ impl Settings {
                 return Err(ConfigError::Value {
                     key,
                     reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if !self.ohif_dir.is_empty() && !Path::new(&self.ohif_dir).join("index.html").is_file() {
+            return Err(ConfigError::Value {
+                key: "ohif_dir",
+                reason: format!(
+                    "{} holds no index.html: it must be a built OHIF viewer (npm's @ohif/app dist/)",
+                    self.ohif_dir
+                ),
+            });
+        }
+        for origin in &self.cors_allowed_origins {
+            let valid = origin == "*"
+                || url::Url::parse(origin)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+            if !valid {
+                return Err(ConfigError::Value {
+                    key: "cors_allowed_origins",
+                    reason: format!("{origin:?} is not an origin (https://host[:port]) or *"),
                 });
             }
         }

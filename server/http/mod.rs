@@ -9,6 +9,7 @@ pub(crate) mod find;
 mod headers;
 mod jobs;
 mod modalities;
+pub mod ohif;
 mod queries;
 pub(crate) mod render;
 mod resources;
@@ -154,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .route_layer(axum::middleware::from_fn(track))
         .merge(web::routes())
+        .merge(ohif::routes(&state.settings.ohif_dir))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     let body_timeout = Duration::from_secs(state.settings.http_body_timeout_secs);
@@ -164,8 +166,54 @@ pub fn router(state: AppState) -> Router {
             body_timeout,
         ))
         .layer(compression())
+        .layer(cors(&state.settings.cors_allowed_origins))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// CORS for the origins `cors_allowed_origins` names (none by default: the layer then adds
+/// nothing). Outside authentication, so that preflight requests, which carry no credentials,
+/// are answered. Listed origins may send credentials; `*` may not.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_NONE_MATCH,
+            header::RANGE,
+            HeaderName::from_static("x-csrf-token"),
+        ])
+        .expose_headers([
+            header::WARNING,
+            header::ETAG,
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::CONTENT_LOCATION,
+        ])
+        .max_age(Duration::from_secs(3600));
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let listed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    layer
+        .allow_origin(AllowOrigin::list(listed))
+        .allow_credentials(true)
 }
 
 /// gzip for text the client accepts it for (JSON answers, the UI's scripts and styles):

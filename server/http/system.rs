@@ -24,6 +24,8 @@ pub async fn system(State(state): State<AppState>) -> Json<Value> {
         "IsHttpServerSecure": settings.https,
         "OverwriteInstances": settings.overwrite == crate::config::OverwritePolicy::Always,
         "Capabilities": { "HasExtendedFind": true, "HasExtendedChanges": false },
+        // Where the OHIF viewer is served, when it is (`ohif_dir`).
+        "OhifViewer": (!settings.ohif_dir.is_empty()).then_some("/ohif/"),
     }))
 }
 

@@ -17,6 +17,9 @@ use common::pg::PgCluster;
 use common::s3::{self, S3Server};
 use common::server::{Server, ServerConfig};
 
+/// A viewer hosted elsewhere, allowed to call the server from a browser (CORS).
+const VIEWER_ORIGIN: &str = "https://viewer.example.org";
+
 /// The virtual environment `.ci/run` makes with `requirements.txt`.
 fn python() -> Option<PathBuf> {
     let python = std::env::var_os("ORTHWEB_TEST_PYTHON")
@@ -132,7 +135,13 @@ async fn start(backend: Option<(String, &S3Server)>) -> Option<Site> {
             .env("ORTHWEB_S3_PATH_STYLE", "true")
             .envs(s3.env());
     }
-    let server = Server::start(&work.path().join("data"), config);
+    let server = Server::start(
+        &work.path().join("data"),
+        config.env(
+            "ORTHWEB_CORS_ALLOWED_ORIGINS",
+            format!("[\"{VIEWER_ORIGIN}\"]"),
+        ),
+    );
     let out = dcmtk::storescu(
         "127.0.0.1",
         server.dicom_port,
@@ -201,6 +210,7 @@ async fn exercise(site: &Site) {
     accepted_syntaxes_are_honoured(site).await;
     errors_are_answered(site).await;
     rendered_and_wado_uri(site).await;
+    cors_lets_the_configured_origin_in(site).await;
     let _ = site.work.path();
 }
 
@@ -424,4 +434,42 @@ async fn rendered_and_wado_uri(site: &Site) {
         get(site, "/wado?requestType=WADO", None).await.status(),
         400
     );
+}
+
+async fn cors_lets_the_configured_origin_in(site: &Site) {
+    let client = reqwest::Client::new();
+    let url = site.server.url("/dicom-web/studies");
+    // A preflight carries no credentials: answered before authentication.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", VIEWER_ORIGIN)
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization, accept")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], VIEWER_ORIGIN);
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("authorization"), "{allowed}");
+    let search = client
+        .get(&url)
+        .header("Origin", VIEWER_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        search.headers()["access-control-allow-origin"],
+        VIEWER_ORIGIN
+    );
+    // Another origin gets no permission.
+    let other = client
+        .get(&url)
+        .header("Origin", "https://elsewhere.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
 }

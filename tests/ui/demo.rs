@@ -23,10 +23,20 @@ const OTHERS: [(&str, &str, &str, &str); 10] = [
     ("HASSAN^LAYLA", "CT", "CT CHEST W CONTRAST", "20240905"),
 ];
 
+/// The main study's patient ID.
+pub const MAIN_PATIENT_ID: &str = "MRN-104233";
+
 /// Writes every study under `dir` and returns the instances of the main study.
 pub fn write(dir: &Path) -> Vec<Instance> {
+    let instances = write_main(dir);
+    write_others(dir);
+    instances
+}
+
+/// Writes the main study under `dir/main`.
+pub fn write_main(dir: &Path) -> Vec<Instance> {
     let mut main = Spec::new(7001);
-    main.patient_id = "MRN-104233".into();
+    main.patient_id = MAIN_PATIENT_ID.into();
     main.patient_name = MAIN_PATIENT.into();
     main.birth_date = "19640518".into();
     main.sex = "F".into();
@@ -42,8 +52,11 @@ pub fn write(dir: &Path) -> Vec<Instance> {
     let cine = main.add_series("CT", 1, 128, 128, 16, Depth::U16);
     cine.description = "CINE BREATH HOLD".into();
     cine.phantom = true;
-    let instances = main.write(&dir.join("main")).unwrap();
+    main.write(&dir.join("main")).unwrap()
+}
 
+/// Writes the other patients' studies under `dir/other-N`.
+fn write_others(dir: &Path) {
     for (n, (name, modality, description, date)) in OTHERS.iter().enumerate() {
         let mut spec = Spec::new(7100 + n as u64);
         spec.patient_id = format!("MRN-{}", 200311 + n * 7919);
@@ -59,7 +72,6 @@ pub fn write(dir: &Path) -> Vec<Instance> {
         series.phantom = true;
         spec.write(&dir.join(format!("other-{n}"))).unwrap();
     }
-    instances
 }
 
 /// One study, not yet in the archive, for the upload.

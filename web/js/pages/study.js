@@ -20,7 +20,7 @@ function detail(label, value) {
   return h('div', { class: 'detail' }, h('dt', {}, label), h('dd', {}, value));
 }
 
-function studyHeader(study, modalities, onDelete) {
+function studyHeader(study, modalities, onDelete, ohif) {
   const p = study.PatientMainDicomTags || {};
   const t = study.MainDicomTags || {};
   const sexAge = [p.PatientSex, age(p.PatientBirthDate, t.StudyDate)].filter(Boolean).join(' · ');
@@ -45,6 +45,10 @@ function studyHeader(study, modalities, onDelete) {
     h('div', { class: 'study-actions' },
       h('a', { id: 'download-study', class: 'btn', href: `/studies/${study.ID}/archive`, download: `${t.AccessionNumber || study.ID}.zip` },
         icon('download'), 'Download ZIP'),
+      ohif && t.StudyInstanceUID && h('a', {
+        id: 'open-ohif', class: 'btn', target: '_blank', rel: 'noopener',
+        href: `${ohif}viewer?StudyInstanceUIDs=${encodeURIComponent(t.StudyInstanceUID)}`,
+      }, icon('series'), 'Open in OHIF'),
       session.isAdmin && h('button', { type: 'button', id: 'send-study', class: 'btn admin-only', onclick: () => sendDialog(study.ID, 'this study') },
         icon('upload'), 'Send to…'),
       session.isAdmin && h('button', { type: 'button', id: 'delete-study', class: 'btn btn-danger-ghost admin-only', onclick: onDelete },
@@ -203,9 +207,10 @@ export function mount(main, { params: [id] }) {
 
   (async () => {
     try {
-      const [study, seriesList] = await Promise.all([
+      const [study, seriesList, system] = await Promise.all([
         get(`/studies/${id}`, { signal }),
         get(`/studies/${id}/series?expand`, { signal }),
+        get('/system', { signal }),
       ]);
       const withInstances = await Promise.all(seriesList.map(async (series) => ({
         series,
@@ -222,7 +227,7 @@ export function mount(main, { params: [id] }) {
         h('nav', { class: 'breadcrumb', 'aria-label': 'Breadcrumb' },
           h('a', { href: '/ui/' }, 'Studies'), ' › ',
           h('span', { 'aria-current': 'page' }, personName(p.PatientName) || 'Study')),
-        studyHeader(study, [...new Set(withInstances.map((e) => e.series.MainDicomTags.Modality).filter(Boolean))], () => deleteStudy(study)),
+        studyHeader(study, [...new Set(withInstances.map((e) => e.series.MainDicomTags.Modality).filter(Boolean))], () => deleteStudy(study), system.OhifViewer),
         h('div', { class: 'section-head' },
           h('h2', {}, 'Series'),
           h('span', { class: 'series-count muted' }, plural(cards.length, 'series', 'series'))),
