@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
@@ -295,11 +296,20 @@ async fn run_server(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    orthweb::app::open_index(&settings).await?;
+    let index = orthweb::app::open_index(&settings).await?;
     println!(
         "orthweb: index at {} is up to date",
         redact_url(&settings.index_url())
     );
+    // Instances stored before DICOMweb metadata was kept get it from their files.
+    let blobs = orthweb::app::open_blobs(&settings).await?;
+    let spool = settings.spool_dir();
+    std::fs::create_dir_all(&spool)
+        .with_context(|| format!("cannot create {}", spool.display()))?;
+    let (filled, failed) = orthweb::dicomweb::metadata::fill_all(&index, &*blobs, &spool).await?;
+    if filled + failed > 0 {
+        println!("orthweb: DICOMweb metadata read from {filled} files ({failed} could not be)");
+    }
     Ok(())
 }
 

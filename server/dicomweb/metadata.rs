@@ -3,7 +3,7 @@
 //! memory does not grow with the study. An instance stored before the JSON was kept has it
 //! read from its file once, then kept.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -116,21 +116,75 @@ impl Pages {
         Some(Ok(Bytes::from(text)))
     }
 
-    /// The DICOM JSON of an instance stored before it was kept: read from its file (spooled
-    /// to a temporary file, as ingest reads it), then kept for the next time.
     async fn read_from_file(&self, instance: &UidInstance) -> anyhow::Result<String> {
-        let (mut reader, _) = self.blobs.get(&instance.blob_key, None).await?;
-        let file = tempfile::NamedTempFile::new_in(&self.spool)?;
-        let mut out = tokio::fs::File::create(file.path()).await?;
-        tokio::io::copy(&mut reader, &mut out).await?;
-        drop(out);
-        let path = file.path().to_path_buf();
-        let inspected =
-            tokio::task::spawn_blocking(move || crate::ingest::inspect::inspect(&path, None))
-                .await??;
-        self.index
-            .fill_metadata(&instance.id, &inspected.metadata)
-            .await?;
-        Ok(inspected.metadata)
+        fill(
+            &self.index,
+            &*self.blobs,
+            &self.spool,
+            &instance.id,
+            &instance.blob_key,
+        )
+        .await
     }
+}
+
+/// The DICOM JSON of an instance stored before it was kept: read from its file (spooled to a
+/// temporary file, as ingest reads it), then kept for the next time.
+pub async fn fill(
+    index: &Index,
+    blobs: &dyn BlobStore,
+    spool: &Path,
+    id: &str,
+    blob_key: &str,
+) -> anyhow::Result<String> {
+    let (mut reader, _) = blobs.get(blob_key, None).await?;
+    let file = tempfile::NamedTempFile::new_in(spool)?;
+    let mut out = tokio::fs::File::create(file.path()).await?;
+    tokio::io::copy(&mut reader, &mut out).await?;
+    drop(out);
+    let path = file.path().to_path_buf();
+    let inspected =
+        tokio::task::spawn_blocking(move || crate::ingest::inspect::inspect(&path, None)).await??;
+    index.fill_metadata(id, &inspected.metadata).await?;
+    Ok(inspected.metadata)
+}
+
+/// Fills in the DICOM JSON of every instance stored before it was kept (`orthweb migrate`),
+/// with progress; returns how many were filled and how many could not be (logged).
+pub async fn fill_all(
+    index: &Index,
+    blobs: &dyn BlobStore,
+    spool: &Path,
+) -> anyhow::Result<(u64, u64)> {
+    let total = index.count_without_metadata().await?;
+    if total == 0 {
+        return Ok((0, 0));
+    }
+    let mut progress = crate::verify::progress::Progress::of(
+        "migrate",
+        "instances",
+        "given metadata",
+        Some(total),
+    );
+    let (mut filled, mut failed) = (0, 0);
+    let mut after = String::new();
+    loop {
+        let page = index.instances_without_metadata(&after, PAGE).await?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = last.clone();
+        for (id, blob_key) in &page {
+            match fill(index, blobs, spool, id, blob_key).await {
+                Ok(_) => filled += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(instance = %id, error = %e, "cannot read an instance's metadata from its file");
+                }
+            }
+            progress.advance(1);
+        }
+    }
+    progress.finish();
+    Ok((filled, failed))
 }

@@ -3,9 +3,10 @@
 //! DICOM JSON all of them speak (`json.rs`). Studies, series and instances are named by their
 //! UIDs here, not by Orthanc IDs.
 
+mod bulk;
 mod frames;
 pub mod json;
-mod metadata;
+pub mod metadata;
 mod multipart;
 mod qido;
 mod rendered;
@@ -122,6 +123,17 @@ pub(crate) fn routes(routes: Routes) -> Routes {
                  Path((study, series, instance, list)): Path<(String, String, String, String)>,
                  h: HeaderMap| {
                     frames::frames(s, path(study, Some(series), Some(instance)), list, h)
+                },
+            ),
+        )
+        .add(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/bulk/{*path}",
+            &["get"],
+            get(
+                |State(s): St,
+                 Path((study, series, instance, tags)): Path<(String, String, String, String)>,
+                 h: HeaderMap| {
+                    bulk::bulk(s, path(study, Some(series), Some(instance)), tags, h)
                 },
             ),
         )

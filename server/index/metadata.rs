@@ -127,6 +127,17 @@ impl Index {
         Ok(())
     }
 
+    /// How many instances have no DICOM JSON kept.
+    pub async fn count_without_metadata(&self) -> Result<u64, IndexError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM instances i
+             WHERE NOT EXISTS (SELECT 1 FROM instance_metadata m WHERE m.instance = i.id)",
+        )
+        .fetch_one(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(count as u64)
+    }
+
     /// Up to `limit` instances with no DICOM JSON kept, after `after` in ID order: what
     /// `orthweb migrate` fills in.
     pub async fn instances_without_metadata(

@@ -8,7 +8,7 @@
 //! found (the first [`MAX_HELD`] of them; the rest are counted).
 
 mod orphans;
-mod progress;
+pub(crate) mod progress;
 mod repair;
 mod rows;
 mod spool;

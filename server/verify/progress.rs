@@ -1,4 +1,4 @@
-//! How far a pass of `orthweb verify` has got: a bar on standard error when it is a terminal,
+//! How far a pass of `orthweb verify` (or `orthweb migrate`'s metadata fill) has got: a bar on standard error when it is a terminal,
 //! a log line every few seconds when it is not (a cron job, a container's log), so that the
 //! output of a long run says neither too much nor nothing.
 
@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// Between two progress lines in a log.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-pub(super) struct Progress {
+pub(crate) struct Progress {
+    task: &'static str,
     bar: Option<ProgressBar>,
     what: &'static str,
     done_verb: &'static str,
@@ -22,7 +23,17 @@ pub(super) struct Progress {
 impl Progress {
     /// Progress over `total` items (unknown: `None`) called `what` ("rows"), which are
     /// `done_verb` ("checked") one by one.
-    pub(super) fn new(what: &'static str, done_verb: &'static str, total: Option<u64>) -> Progress {
+    pub(crate) fn new(what: &'static str, done_verb: &'static str, total: Option<u64>) -> Progress {
+        Self::of("verify", what, done_verb, total)
+    }
+
+    /// The same for the command `task` ("migrate").
+    pub(crate) fn of(
+        task: &'static str,
+        what: &'static str,
+        done_verb: &'static str,
+        total: Option<u64>,
+    ) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let (bar, template) = match total {
                 Some(total) => (
@@ -42,6 +53,7 @@ impl Progress {
             bar
         });
         Progress {
+            task,
             bar,
             what,
             done_verb,
@@ -51,7 +63,7 @@ impl Progress {
         }
     }
 
-    pub(super) fn advance(&mut self, n: u64) {
+    pub(crate) fn advance(&mut self, n: u64) {
         self.done += n;
         match &self.bar {
             Some(bar) => bar.inc(n),
@@ -66,16 +78,23 @@ impl Progress {
     fn log(&self) {
         match self.total {
             Some(total) => tracing::info!(
-                "verify: {} of {total} {} {}",
+                "{}: {} of {total} {} {}",
+                self.task,
                 self.done,
                 self.what,
                 self.done_verb
             ),
-            None => tracing::info!("verify: {} {} {}", self.done, self.what, self.done_verb),
+            None => tracing::info!(
+                "{}: {} {} {}",
+                self.task,
+                self.done,
+                self.what,
+                self.done_verb
+            ),
         }
     }
 
-    pub(super) fn finish(self) {
+    pub(crate) fn finish(self) {
         match self.bar {
             Some(bar) => bar.finish_and_clear(),
             None => self.log(),

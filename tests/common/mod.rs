@@ -1,4 +1,4 @@
-//! Shared integration-test kit: real PostgreSQL, real S3 (s3s-fs), DICOM test data and dcmtk wrappers.
+//! Shared integration-test kit: real PostgreSQL, real S3 (s3s-fs), the moto AWS emulator, DICOM test data and dcmtk wrappers.
 //!
 //! Use from an integration test with `mod common;`. Every test binary only uses part of the kit,
 //! hence the blanket `dead_code` allowance.
@@ -6,6 +6,7 @@
 
 pub mod dcmtk;
 pub mod dicomgen;
+pub mod moto;
 pub mod pg;
 pub mod s3;
 pub mod scu;

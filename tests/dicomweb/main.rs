@@ -180,7 +180,63 @@ async fn start(backend: Option<(String, &S3Server)>) -> Option<Site> {
 async fn sqlite_and_a_folder_serve_dicomweb_clients() {
     if let Some(site) = start(None).await {
         exercise(&site).await;
+        metadata_is_filled_in_for_instances_stored_before(&site).await;
     }
+}
+
+/// Instances stored before the metadata was kept (its rows removed here): read from the file
+/// when asked for, and all of them filled in by `orthweb migrate`.
+async fn metadata_is_filled_in_for_instances_stored_before(site: &Site) {
+    let url = format!(
+        "sqlite://{}",
+        site.server.data_dir.join("index.sqlite").display()
+    );
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM instance_metadata")
+        .execute(&db)
+        .await
+        .unwrap();
+    let root = "1.2.826.0.1.3680043.10.1146";
+    let metadata = get(
+        site,
+        &format!("/dicom-web/studies/{root}.1/series/{root}.1.2/instances/{root}.1.2.3/metadata"),
+        None,
+    )
+    .await;
+    assert_eq!(metadata.status(), 200);
+    let json: serde_json::Value = metadata.json().await.unwrap();
+    assert_eq!(json[0]["00100010"]["Value"][0]["Ideographic"], "山田^太郎");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instance_metadata")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept, 1,
+        "the rich instance's metadata, read from its file, is kept"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_orthweb"))
+        .args(["migrate", "--data-dir"])
+        .arg(&site.server.data_dir)
+        .env_remove("ORTHWEB_CONFIG")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "orthweb migrate: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM instances i WHERE NOT EXISTS \
+         (SELECT 1 FROM instance_metadata m WHERE m.instance = i.id)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(missing, 0, "{said}");
+    assert!(said.contains("DICOMweb metadata read from"), "{said}");
+    site.client("read", &site.study_dir);
+    site.client("read", &site.rich_dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
