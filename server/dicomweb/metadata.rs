@@ -71,13 +71,13 @@ impl Pages {
     async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
         let page = self.page.take()?;
         let mut text = String::with_capacity(page.len() * 4096 + 2);
-        if !std::mem::replace(&mut self.opened, true) {
-            text.push('[');
-        }
         for instance in &page {
-            if text.len() > 1 {
-                text.push(',');
-            }
+            // `[` before the first instance of the body, `,` before every other.
+            text.push(if std::mem::replace(&mut self.opened, true) {
+                ','
+            } else {
+                '['
+            });
             let stored = match &instance.metadata {
                 Some(stored) => stored.clone(),
                 None => match self.read_from_file(instance).await {

@@ -180,6 +180,7 @@ async fn start(backend: Option<(String, &S3Server)>) -> Option<Site> {
 async fn sqlite_and_a_folder_serve_dicomweb_clients() {
     if let Some(site) = start(None).await {
         exercise(&site).await;
+        metadata_of_a_series_larger_than_a_page(&site).await;
         metadata_is_filled_in_for_instances_stored_before(&site).await;
     }
 }
@@ -528,4 +529,40 @@ async fn cors_lets_the_configured_origin_in(site: &Site) {
         .await
         .unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
+
+/// The server reads metadata 500 instances at a time: a series of 501 is one JSON array.
+async fn metadata_of_a_series_larger_than_a_page(site: &Site) {
+    let dir = site.work.path().join("large");
+    let mut spec = Spec::new(45);
+    spec.series.clear();
+    spec.add_series("CT", 501, 8, 8, 1, Depth::U8);
+    let written = spec.write(&dir).unwrap();
+    let out = dcmtk::storescu("127.0.0.1", site.server.dicom_port, "ORTHWEB", &[&dir], &[]).await;
+    assert!(out.status.success(), "storescu: {}", dcmtk::text(&out));
+    let path = format!(
+        "/dicom-web/studies/{}/series/{}/metadata",
+        written[0].study_uid, written[0].series_uid
+    );
+    let response = get(site, &path, None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).expect("one JSON array");
+    assert_eq!(json.as_array().unwrap().len(), 501);
+    let retrieved = get(
+        site,
+        &path.trim_end_matches("/metadata").to_string(),
+        Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
+    )
+    .await;
+    let content_type = retrieved.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = retrieved.bytes().await.unwrap();
+    assert_eq!(
+        parts(&content_type, &body).len(),
+        501,
+        "every instance, over pages"
+    );
 }
