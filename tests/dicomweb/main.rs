@@ -551,7 +551,7 @@ async fn metadata_of_a_series_larger_than_a_page(site: &Site) {
     assert_eq!(json.as_array().unwrap().len(), 501);
     let retrieved = get(
         site,
-        &path.trim_end_matches("/metadata").to_string(),
+        path.trim_end_matches("/metadata"),
         Some("multipart/related; type=\"application/dicom\"; transfer-syntax=*"),
     )
     .await;
