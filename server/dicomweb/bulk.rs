@@ -10,7 +10,7 @@ use dicom_core::value::Value;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 use tokio::io::AsyncReadExt;
 
-use super::{content_type, multipart};
+use super::{content_type, multipart, one_instance};
 use crate::http::{ApiError, AppState};
 use crate::index::UidPath;
 
@@ -28,13 +28,7 @@ fn parse_path(path: &str) -> Result<Vec<Step>, ApiError> {
         .enumerate()
         .map(|(n, part)| {
             if n.is_multiple_of(2) {
-                let valid = part.len() == 8 && part.bytes().all(|b| b.is_ascii_hexdigit());
-                if !valid {
-                    return Err(bad());
-                }
-                let group = u16::from_str_radix(&part[..4], 16).map_err(|_| bad())?;
-                let element = u16::from_str_radix(&part[4..], 16).map_err(|_| bad())?;
-                Ok(Step::Tag(Tag(group, element)))
+                super::json::parse_tag(part).map(Step::Tag).ok_or_else(bad)
             } else {
                 part.parse().map(Step::Item).map_err(|_| bad())
             }
@@ -71,15 +65,7 @@ pub async fn bulk(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let steps = parse_path(&tag_path)?;
-    let found = state
-        .index
-        .instances_by_uid(&path, "", 1, false)
-        .await
-        .map_err(ApiError::index)?;
-    let instance = found
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::not_found("no such instance"))?;
+    let instance = one_instance(&state, &path).await?;
     let (mut reader, size) = state
         .blobs
         .get(&instance.blob_key, None)

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{content_type, multipart};
+use super::{MediaRange, content_type, multipart, one_instance};
 use crate::http::{ApiError, AppState};
 use crate::index::{StoredFile, UidPath};
 use crate::render::RenderError;
@@ -41,29 +41,13 @@ fn native_le(ts: &str) -> bool {
 
 /// Whether a client with this `Accept` takes frames stored in `ts` as they are.
 fn acceptable(headers: &HeaderMap, ts: &str) -> Result<bool, ApiError> {
-    let Some(accept) = headers.get(header::ACCEPT) else {
+    let Some(ranges) = MediaRange::accepted(headers)? else {
         return Ok(true);
     };
-    let accept = accept
-        .to_str()
-        .map_err(|_| ApiError::bad_request("the Accept header is not text"))?;
     let stored_type = media_type(ts);
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let mut part_type = None;
-        let mut syntax = None;
-        for param in parts {
-            if let Some((key, value)) = param.split_once('=') {
-                let value = value.trim().trim_matches('"').to_string();
-                match key.trim().to_ascii_lowercase().as_str() {
-                    "type" => part_type = Some(value.to_ascii_lowercase()),
-                    "transfer-syntax" => syntax = Some(value),
-                    _ => {}
-                }
-            }
-        }
-        let taken = match (media.as_str(), part_type.as_deref(), syntax.as_deref()) {
+    Ok(ranges.iter().any(|range| {
+        let syntax = range.transfer_syntax.as_deref();
+        match (range.media.as_str(), range.part_type.as_deref(), syntax) {
             ("*/*" | "multipart/*", _, _) => true,
             ("multipart/related", _, Some("*")) => true,
             ("multipart/related", Some(t), Some(s)) => {
@@ -75,12 +59,8 @@ fn acceptable(headers: &HeaderMap, ts: &str) -> Result<bool, ApiError> {
             ("multipart/related", Some("application/octet-stream") | None, None) => native_le(ts),
             ("multipart/related", Some(t), None) => t == stored_type,
             _ => false,
-        };
-        if taken {
-            return Ok(true);
         }
-    }
-    Ok(false)
+    }))
 }
 
 /// Frame numbers (from 1) of a `frames/{list}` path.
@@ -106,15 +86,7 @@ pub async fn frames(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let numbers = frame_list(&list)?;
-    let found = state
-        .index
-        .instances_by_uid(&path, "", 1, false)
-        .await
-        .map_err(ApiError::index)?;
-    let instance = found
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::not_found("no such instance"))?;
+    let instance = one_instance(&state, &path).await?;
     let ts = instance.transfer_syntax_uid.clone();
     if !acceptable(&headers, &ts)? {
         return Err(ApiError::not_acceptable(format!(

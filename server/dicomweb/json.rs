@@ -82,6 +82,16 @@ fn tag_key(tag: Tag) -> String {
     format!("{:04X}{:04X}", tag.group(), tag.element())
 }
 
+/// A tag written as DICOM JSON keys it (`GGGGEEEE`, hexadecimal digits of either case).
+pub fn parse_tag(key: &str) -> Option<Tag> {
+    if key.len() != 8 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let group = u16::from_str_radix(&key[..4], 16).ok()?;
+    let element = u16::from_str_radix(&key[4..], 16).ok()?;
+    Some(Tag(group, element))
+}
+
 fn write_element(out: &mut String, element: &InMemElement, path: &mut String) {
     let tag = tag_key(element.tag());
     let vr = element.vr();

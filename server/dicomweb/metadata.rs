@@ -3,6 +3,7 @@
 //! memory does not grow with the study. An instance stored before the JSON was kept has it
 //! read from its file once, then kept.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,9 +80,9 @@ impl Pages {
                 '['
             });
             let stored = match &instance.metadata {
-                Some(stored) => stored.clone(),
+                Some(stored) => Cow::Borrowed(stored.as_str()),
                 None => match self.read_from_file(instance).await {
-                    Ok(stored) => stored,
+                    Ok(stored) => Cow::Owned(stored),
                     Err(e) => {
                         tracing::error!(instance = %instance.id, error = %e, "cannot read an instance's metadata");
                         return Some(Err(std::io::Error::other(e)));

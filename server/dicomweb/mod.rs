@@ -20,8 +20,8 @@ use axum::routing::get;
 
 use std::collections::HashMap;
 
-use crate::http::{AppState, Routes, args};
-use crate::index::{Level, UidPath};
+use crate::http::{ApiError, AppState, Routes, args};
+use crate::index::{Level, UidInstance, UidPath};
 
 type St = State<AppState>;
 
@@ -251,6 +251,62 @@ fn resource_url(base: &str, study: &str, series: Option<&str>, instance: Option<
         }
     }
     url
+}
+
+/// The instance `path` names (study, series and SOP Instance UIDs), or 404.
+async fn one_instance(state: &AppState, path: &UidPath) -> Result<UidInstance, ApiError> {
+    state
+        .index
+        .instances_by_uid(path, "", 1, false)
+        .await
+        .map_err(ApiError::index)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("no such instance"))
+}
+
+/// One media range of an `Accept` or `Content-Type` header: the media type (lower case) and
+/// the parameters DICOMweb reads (`type`, lower case; `transfer-syntax`; `boundary`), unquoted.
+#[derive(Debug, Default, PartialEq)]
+struct MediaRange {
+    media: String,
+    part_type: Option<String>,
+    transfer_syntax: Option<String>,
+    boundary: Option<String>,
+}
+
+impl MediaRange {
+    fn parse(range: &str) -> MediaRange {
+        let mut parts = range.split(';').map(str::trim);
+        let mut parsed = MediaRange {
+            media: parts.next().unwrap_or("").to_ascii_lowercase(),
+            ..MediaRange::default()
+        };
+        for param in parts {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"').to_string();
+            match key.trim().to_ascii_lowercase().as_str() {
+                "type" => parsed.part_type = Some(value.to_ascii_lowercase()),
+                "transfer-syntax" => parsed.transfer_syntax = Some(value),
+                "boundary" => parsed.boundary = Some(value),
+                _ => {}
+            }
+        }
+        parsed
+    }
+
+    /// The ranges of an `Accept` header; `None` without one.
+    fn accepted(headers: &HeaderMap) -> Result<Option<Vec<MediaRange>>, ApiError> {
+        let Some(accept) = headers.get(header::ACCEPT) else {
+            return Ok(None);
+        };
+        let accept = accept
+            .to_str()
+            .map_err(|_| ApiError::bad_request("the Accept header is not text"))?;
+        Ok(Some(accept.split(',').map(MediaRange::parse).collect()))
+    }
 }
 
 fn content_type(value: &str) -> HeaderValue {

@@ -157,12 +157,9 @@ fn parse(level: Level, scope: &UidPath, query: &RawQuery) -> Result<Search, ApiE
 
 /// A query key or `includefield` entry, a keyword or `GGGGEEEE`, as its tag and keyword.
 fn tag_of(key: &str) -> Option<(Tag, String)> {
-    let entry = if key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let group = u16::from_str_radix(&key[..4], 16).ok()?;
-        let element = u16::from_str_radix(&key[4..], 16).ok()?;
-        StandardDataDictionary.by_tag(Tag(group, element))?
-    } else {
-        StandardDataDictionary.by_name(key)?
+    let entry = match json::parse_tag(key) {
+        Some(tag) => StandardDataDictionary.by_tag(tag)?,
+        None => StandardDataDictionary.by_name(key)?,
     };
     let tag = entry.tag_range().inner();
     Some((tag, entry.alias().to_string()))
@@ -226,7 +223,7 @@ pub async fn search(
             let stored = parse_object(&json::absolute(stored, &instance_url));
             for (key, value) in stored {
                 let wanted = search.include_all
-                    || key_tag(&key).is_some_and(|t| {
+                    || json::parse_tag(&key).is_some_and(|t| {
                         INSTANCE_DEFAULTS.contains(&t) || search.include.contains(&t)
                     });
                 if wanted {
@@ -293,12 +290,6 @@ fn put<'v>(object: &mut InMemDicomObject, tag: Tag, values: impl IntoIterator<It
 /// A DICOM JSON object we wrote, as a map sorted by tag.
 fn parse_object(text: &str) -> BTreeMap<String, Value> {
     serde_json::from_str(text).unwrap_or_default()
-}
-
-fn key_tag(key: &str) -> Option<Tag> {
-    let group = u16::from_str_radix(key.get(..4)?, 16).ok()?;
-    let element = u16::from_str_radix(key.get(4..8)?, 16).ok()?;
-    Some(Tag(group, element))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use super::{content_type, multipart};
+use super::{MediaRange, content_type, multipart};
 use crate::http::{ApiError, AppState};
 use crate::index::{Index, UidInstance, UidPath};
 use crate::storage::{BlobStore, BlobStream};
@@ -56,36 +56,20 @@ impl Wanted {
 /// `multipart/related; type="application/dicom"`, whose `transfer-syntax` defaults to Explicit
 /// VR Little Endian. No header, or `*/*`, sends files as stored, as Orthanc does.
 pub(super) fn negotiate(headers: &HeaderMap) -> Result<Wanted, ApiError> {
-    let Some(accept) = headers.get(header::ACCEPT) else {
+    let Some(ranges) = MediaRange::accepted(headers)? else {
         return Ok(Wanted::AsStored);
     };
-    let accept = accept
-        .to_str()
-        .map_err(|_| ApiError::bad_request("the Accept header is not text"))?;
     let mut syntaxes = Vec::new();
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let mut part_type = None;
-        let mut ts = None;
-        for param in parts {
-            let Some((key, value)) = param.split_once('=') else {
-                continue;
-            };
-            let value = value.trim().trim_matches('"').to_string();
-            match key.trim().to_ascii_lowercase().as_str() {
-                "type" => part_type = Some(value.to_ascii_lowercase()),
-                "transfer-syntax" => ts = Some(value),
-                _ => {}
-            }
-        }
-        match (media.as_str(), part_type.as_deref()) {
+    for range in ranges {
+        match (range.media.as_str(), range.part_type.as_deref()) {
             ("*/*" | "multipart/*", _) => return Ok(Wanted::AsStored),
-            ("multipart/related", None | Some("application/dicom")) => match ts.as_deref() {
-                Some("*") => return Ok(Wanted::AsStored),
-                Some(uid) => syntaxes.push(uid.to_string()),
-                None => syntaxes.push(EXPLICIT_LE.to_string()),
-            },
+            ("multipart/related", None | Some("application/dicom")) => {
+                match range.transfer_syntax.as_deref() {
+                    Some("*") => return Ok(Wanted::AsStored),
+                    Some(uid) => syntaxes.push(uid.to_string()),
+                    None => syntaxes.push(EXPLICIT_LE.to_string()),
+                }
+            }
             _ => {}
         }
     }

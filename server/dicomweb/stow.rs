@@ -13,8 +13,9 @@ use futures::TryStreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::StreamReader;
 
-use super::{DICOM_JSON, base_url, content_type, json, resource_url};
+use super::{DICOM_JSON, MediaRange, base_url, content_type, json, resource_url};
 use crate::http::{ApiError, AppState};
+use crate::ingest::inspect::meta_uids;
 use crate::ingest::upload::{Kind, sniff};
 use crate::ingest::{IngestError, InspectError};
 
@@ -32,22 +33,10 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mut parts = value.split(';').map(str::trim);
-    let media = parts.next().unwrap_or("").to_ascii_lowercase();
-    let mut boundary = None;
-    let mut part_type = None;
-    for param in parts {
-        if let Some((key, v)) = param.split_once('=') {
-            let v = v.trim().trim_matches('"');
-            match key.trim().to_ascii_lowercase().as_str() {
-                "boundary" => boundary = Some(v.to_string()),
-                "type" => part_type = Some(v.to_ascii_lowercase()),
-                _ => {}
-            }
-        }
-    }
-    if media != "multipart/related"
-        || part_type
+    let range = MediaRange::parse(value);
+    if range.media != "multipart/related"
+        || range
+            .part_type
             .as_deref()
             .is_some_and(|t| t != "application/dicom")
     {
@@ -55,7 +44,8 @@ fn boundary(headers: &HeaderMap) -> Result<String, ApiError> {
             "STOW-RS takes multipart/related; type=\"application/dicom\"",
         ));
     }
-    boundary
+    range
+        .boundary
         .filter(|b| !b.is_empty())
         .ok_or_else(|| ApiError::bad_request("the Content-Type names no boundary"))
 }
@@ -155,7 +145,7 @@ pub async fn store(
             Err(e) => {
                 // Whatever is left of the part is read past, so that the next one is found.
                 let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
-                let (sop_class, sop_instance) = uids_of(&head);
+                let (sop_class, sop_instance) = meta_uids(&head).unwrap_or_default();
                 tracing::warn!(error = %e, sop_instance, "a STOW-RS part was refused");
                 outcomes.push(Outcome::Failed {
                     reason: reason_of(&e),
@@ -314,47 +304,4 @@ fn text(object: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {
         PrimitiveValue::from(value)
     };
     object.put(DataElement::new(tag, vr, value));
-}
-
-/// The SOP Class and Instance UIDs of a part that was refused, read leniently from its first
-/// bytes (the meta group's Media Storage UIDs, explicit VR little endian by definition), for
-/// the FailedSOPSequence; empty where they cannot be read.
-fn uids_of(head: &[u8]) -> (String, String) {
-    let meta = head.get(132..).unwrap_or(&[]);
-    let value = |element: u16| -> String {
-        let mut at = 0;
-        while at + 8 <= meta.len() {
-            let group = u16::from_le_bytes([meta[at], meta[at + 1]]);
-            let number = u16::from_le_bytes([meta[at + 2], meta[at + 3]]);
-            if group != 0x0002 {
-                break;
-            }
-            let vr = &meta[at + 4..at + 6];
-            let (length, start) = if matches!(vr, b"OB" | b"OW" | b"UN" | b"UT" | b"SQ") {
-                match meta.get(at + 8..at + 12) {
-                    Some(l) => (
-                        u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
-                        at + 12,
-                    ),
-                    None => break,
-                }
-            } else {
-                (
-                    u16::from_le_bytes([meta[at + 6], meta[at + 7]]) as usize,
-                    at + 8,
-                )
-            };
-            let Some(bytes) = meta.get(start..start + length) else {
-                break;
-            };
-            if number == element {
-                return String::from_utf8_lossy(bytes)
-                    .trim_end_matches(['\0', ' '])
-                    .to_string();
-            }
-            at = start + length;
-        }
-        String::new()
-    };
-    (value(0x0002), value(0x0003))
 }

@@ -135,14 +135,31 @@ fn read_meta(path: &Path) -> Result<(u64, String), InspectError> {
     if group.len() != head.len() + group_length as usize {
         return Err(InspectError::Truncated(128 + group.len() as u64));
     }
-    // dicom-object reserves (and zeroes) whatever length a meta element claims before it
-    // reads the value: every element must fit in the group first.
-    check_meta_lengths(&group[head.len()..]).map_err(malformed)?;
-    let meta = dicom_object::FileMetaTable::from_reader(&group[..])
-        .map_err(|e| malformed(e.to_string()))?;
+    let meta = parse_meta(&group).map_err(malformed)?;
     // Preamble, magic, the group length element itself, then the group.
     let offset = 128 + 4 + 12 + u64::from(meta.information_group_length);
     Ok((offset, trim(meta.transfer_syntax()).to_string()))
+}
+
+/// A meta group (from `DICM` on, group length element included) parsed, once every element
+/// is known to fit in it: dicom-object reserves (and zeroes) whatever length a meta element
+/// claims before it reads the value.
+fn parse_meta(group: &[u8]) -> Result<dicom_object::FileMetaTable, String> {
+    check_meta_lengths(group.get(16..).unwrap_or(&[]))?;
+    dicom_object::FileMetaTable::from_reader(group).map_err(|e| e.to_string())
+}
+
+/// The SOP Class and Instance UIDs a part-10 file's meta group names, read from the file's
+/// first bytes (`head`, from its preamble on) as leniently as an error report needs: `None`
+/// when the group is not whole in `head` or does not parse.
+pub fn meta_uids(head: &[u8]) -> Option<(String, String)> {
+    let length = u32::from_le_bytes(head.get(140..144)?.try_into().ok()?) as usize;
+    let group = head.get(128..144usize.checked_add(length)?)?;
+    let meta = parse_meta(group).ok()?;
+    Some((
+        trim(meta.media_storage_sop_class_uid()).to_string(),
+        trim(meta.media_storage_sop_instance_uid()).to_string(),
+    ))
 }
 
 /// Checks that each element of a meta group (Explicit VR Little Endian, headers read by the
