@@ -6,6 +6,10 @@
 //!   prints `matches median_ms p95_ms`.
 //! - `qr_client move PORT CALLED_AET DESTINATION STUDY_UID`: a Study Root C-MOVE of the study;
 //!   prints `seconds status`.
+//! - `qr_client replay PORT CALLED_AET DIR`: the sink's ceiling. Every part-10 file in DIR is
+//!   framed into its C-STORE-RQ and P-DATA-TF PDUs in memory beforehand, then each instance is
+//!   written in one call and its response awaited, on one association: a sender that costs
+//!   nothing but the socket write. Prints `seconds instances`.
 
 #[path = "../tests/common/scu.rs"]
 #[allow(dead_code)]
@@ -102,9 +106,73 @@ fn ask(
     peer.receive_until_final().unwrap()
 }
 
+/// One P-DATA-TF holding one PDV (PS3.8 9.3.5), appended to `out`.
+fn frame(out: &mut Vec<u8>, context_id: u8, command: bool, last: bool, data: &[u8]) {
+    let item_length = data.len() as u32 + 2;
+    out.extend_from_slice(&[0x04, 0]);
+    out.extend_from_slice(&(item_length + 4).to_be_bytes());
+    out.extend_from_slice(&item_length.to_be_bytes());
+    out.push(context_id);
+    out.push(u8::from(command) | (u8::from(last) << 1));
+    out.extend_from_slice(data);
+}
+
+/// Sends every file of `dir` as pre-framed bytes; returns the seconds taken and the count.
+fn replay(port: u16, called: &str, dir: &str) -> (f64, usize) {
+    const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
+    let mut peer = scu::Scu::connect(port, "BENCHSCU", called, &[(CT, &[scu::EXPLICIT_LE])])
+        .expect("association accepted");
+    let context = peer.context_id(CT);
+    let room = match peer.peer_max_pdu_length() {
+        0 => 1 << 20,
+        max => max as usize - 6,
+    } - 6;
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("DIR")
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let framed: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|path| {
+            let file = dicom_object::open_file(path).expect("a part-10 file");
+            let meta = file.meta();
+            assert_eq!(
+                meta.transfer_syntax().trim_end_matches('\0'),
+                scu::EXPLICIT_LE
+            );
+            let instance = meta.media_storage_sop_instance_uid().trim_end_matches('\0');
+            let bytes = std::fs::read(path).unwrap();
+            let offset = 144 + u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+            let mut out = Vec::with_capacity(bytes.len() + bytes.len() / room * 12 + 256);
+            frame(
+                &mut out,
+                context,
+                true,
+                true,
+                &scu::store_rq(1, CT, instance),
+            );
+            let mut pieces = bytes[offset..].chunks(room).peekable();
+            while let Some(piece) = pieces.next() {
+                frame(&mut out, context, false, pieces.peek().is_none(), piece);
+            }
+            out
+        })
+        .collect();
+    let started = Instant::now();
+    for bytes in &framed {
+        peer.write_raw(bytes).expect("write");
+        let response = peer.receive_response().expect("response");
+        assert_eq!(response.status, 0, "{response:?}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = peer.release();
+    (seconds, framed.len())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "qr_client find PORT AET REPEAT KEY=VALUE... | move PORT AET DESTINATION STUDY_UID";
+    let usage = "qr_client find PORT AET REPEAT KEY=VALUE... | move PORT AET DESTINATION STUDY_UID | replay PORT AET DIR";
     let port: u16 = args.get(1).and_then(|p| p.parse().ok()).expect(usage);
     let called = args.get(2).expect(usage);
     match args[0].as_str() {
@@ -162,6 +230,11 @@ fn main() {
             let _ = peer.release();
             let (last, _) = responses.last().unwrap();
             println!("{seconds:.3} {:#06x}", last.status);
+        }
+        "replay" => {
+            let dir = args.get(3).expect(usage);
+            let (seconds, count) = replay(port, called, dir);
+            println!("{seconds:.3} {count}");
         }
         _ => panic!("{usage}"),
     }

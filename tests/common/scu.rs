@@ -270,6 +270,17 @@ impl Scu {
         Ok(response)
     }
 
+    /// The largest PDU the peer takes (0: no limit announced).
+    pub fn peer_max_pdu_length(&self) -> u32 {
+        self.association.acceptor_max_pdu_length()
+    }
+
+    /// Writes bytes already framed as PDUs straight to the socket.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        self.association.inner_stream().write_all(bytes)
+    }
+
     /// The next PDU from the server, whatever it is.
     pub fn receive_pdu(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
         self.association.receive()
