@@ -2,13 +2,16 @@
 """The client side of bench/serve: times what viewers and scripts ask of a server's REST API,
 the same way for orthweb and Orthanc (both speak Orthanc's REST), and prints one JSON object.
 
-    serve_client.py BASE_URL
+    serve_client.py BASE_URL [--download-only]
 
 - keep-alive download: GET /instances/{id}/file for 100 instances, one after another on one
   HTTP/1.1 connection (what HTTP libraries and viewers do);
 - study ZIP: GET /studies/{id}/archive of the largest study, to the last byte;
 - listings: GET /instances (every ID) and GET /studies?expand, median of 30;
 - rendered: GET /instances/{id}/frames/0/rendered (PNG) for 30 instances not rendered before.
+
+With --download-only, the keep-alive download alone (against examples/http_ceiling.rs, the
+client's own limit).
 """
 import http.client
 import json
@@ -42,7 +45,6 @@ def median_ms(path, n=30):
 
 
 instances = json.loads(get("/instances"))
-studies = json.loads(get("/studies"))
 result = {"instances": len(instances)}
 
 # Every file once beforehand, so both servers read from the page cache alike.
@@ -53,7 +55,11 @@ size = sum(len(get(f"/instances/{i}/file")) for i in instances[:100])
 seconds = time.perf_counter() - start
 result["download_inst_s"] = 100 / seconds
 result["download_mb_s"] = size / seconds / 1048576
+if sys.argv[2:] == ["--download-only"]:
+    print(json.dumps(result))
+    sys.exit(0)
 
+studies = json.loads(get("/studies"))
 largest = max(studies, key=lambda s: len(json.loads(get(f"/studies/{s}/instances"))))
 seconds, size = timed(f"/studies/{largest}/archive")
 result["zip_s"] = seconds

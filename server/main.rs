@@ -344,6 +344,11 @@ async fn import(settings: Settings, paths: &[PathBuf], jobs: usize) -> anyhow::R
     let max_size = settings.max_upload_mib * 1024 * 1024;
     let summary = orthweb::import::run(&storage.ingest, paths, jobs, max_size).await;
     print!("{}", summary.report());
+    if summary.stored > 0
+        && let Err(e) = storage.index.analyze().await
+    {
+        eprintln!("orthweb: the index's statistics were not refreshed ({e}); autovacuum will");
+    }
     if summary.failed > 0 {
         anyhow::bail!(
             "{} files could not be stored; run the import again to retry them",

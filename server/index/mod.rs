@@ -90,6 +90,18 @@ impl Index {
         self.backend
     }
 
+    /// Refreshes the planner's statistics after a bulk load, as PostgreSQL's "Populating a
+    /// Database" advises: otherwise autovacuum does it a little later, in the middle of the
+    /// first queries. SQLite's plans are made without statistics and are left alone.
+    pub async fn analyze(&self) -> Result<(), IndexError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("ANALYZE")
+                .execute(&mut *self.pool.acquire().await?)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Records one instance and its ancestors. Ancestors are created if missing; the instance
     /// row decides whether this is a new instance or a second copy. Returns once the row is
     /// committed; concurrent callers share commits (see `write`).
