@@ -32,8 +32,12 @@ pub async fn file(
     headers: HeaderMap,
     args: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let resource = state.resource(Level::Instance, &id).await?;
-    let stored = resource.file.expect("instances have a file");
+    let stored = state
+        .index
+        .stored_file(&id)
+        .await
+        .map_err(ApiError::index)?
+        .ok_or_else(|| ApiError::not_found(format!("no instance with ID {id}")))?;
     let etag = format!("\"{}\"", stored.sha256);
     if super::not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());

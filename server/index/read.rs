@@ -171,6 +171,28 @@ impl Index {
         row.map(|row| decode_resource(level, &row)).transpose()
     }
 
+    /// An instance's stored file alone, or `None` when the ID is unknown: what a download
+    /// needs, without the tags a full resource row decodes.
+    pub async fn stored_file(&self, id: &str) -> Result<Option<StoredFile>, IndexError> {
+        let row = sqlx::query(
+            "SELECT blob_key, file_size, sha256, transfer_syntax_uid, has_pixel_data \
+             FROM instances WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.pool.acquire().await?)
+        .await?;
+        row.map(|row| {
+            Ok(StoredFile {
+                blob_key: row.try_get("blob_key")?,
+                size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
+                sha256: row.try_get("sha256")?,
+                transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
+                has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
+            })
+        })
+        .transpose()
+    }
+
     /// IDs of a level, in ID order, skipping `since` and returning at most `limit`, as a JSON
     /// array made by the database: one row to hand over instead of one per ID, which on SQLite
     /// is a channel message each (a listing of 1,000 instances took 1.7 ms, Orthanc's 0.7).
