@@ -339,7 +339,6 @@ async fn write_all_vectored<S: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let mut slices: Vec<IoSlice> = parts.iter().map(|part| IoSlice::new(part)).collect();
     let mut slices = &mut slices[..];
-    IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let written = stream.write_vectored(slices).await?;
         if written == 0 {

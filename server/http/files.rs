@@ -32,12 +32,7 @@ pub async fn file(
     headers: HeaderMap,
     args: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let stored = state
-        .index
-        .stored_file(&id)
-        .await
-        .map_err(ApiError::index)?
-        .ok_or_else(|| ApiError::not_found(format!("no instance with ID {id}")))?;
+    let stored = state.stored_file(&id).await?;
     let etag = format!("\"{}\"", stored.sha256);
     if super::not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
@@ -134,8 +129,7 @@ pub async fn tags(
 /// Reads an instance's data set up to its pixel data, streaming from the blob store. Also
 /// says whether the instance has pixel data.
 pub async fn read_header(state: &AppState, id: &str) -> Result<(InMemDicomObject, bool), ApiError> {
-    let resource = state.resource(Level::Instance, id).await?;
-    let stored = resource.file.expect("instances have a file");
+    let stored = state.stored_file(id).await?;
     Ok((read_stored(state, &stored).await?, stored.has_pixel_data))
 }
 

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use sha1::{Digest, Sha1};
 
 use super::{ApiError, AppState, not_modified};
-use crate::index::Level;
 use crate::render::{Format, Kind, Params, RenderError};
 
 const CACHE_CONTROL: &str = "private, max-age=3600";
@@ -31,8 +30,7 @@ pub async fn render(
             .map_err(|_| ApiError::bad_request(format!("bad frame number {text:?}")))?,
     };
     let params = params(kind, &args, &headers)?;
-    let resource = state.resource(Level::Instance, &id).await?;
-    let stored = resource.file.expect("instances have a file");
+    let stored = state.stored_file(&id).await?;
     let etag = etag(&stored.sha256, frame, &params);
     if not_modified(&headers, &etag) {
         return Ok((

@@ -11,7 +11,7 @@ use time::PrimitiveDateTime;
 use time::macros::format_description;
 
 use super::{ApiError, AppState};
-use crate::index::{Level, Resource};
+use crate::index::{Level, Resource, StoredFile};
 
 /// Query arguments of the list routes, as Orthanc reads them.
 pub struct ListArgs {
@@ -192,6 +192,16 @@ impl AppState {
             .await
             .map_err(ApiError::index)?
             .ok_or_else(|| unknown(level, id))
+    }
+
+    /// An instance's stored file, or a 404: for handlers that read the file and nothing
+    /// else of the row.
+    pub async fn stored_file(&self, id: &str) -> Result<StoredFile, ApiError> {
+        self.index
+            .stored_file(id)
+            .await
+            .map_err(ApiError::index)?
+            .ok_or_else(|| unknown(Level::Instance, id))
     }
 
     /// A resource as Orthanc shapes it with `?expand`.

@@ -95,13 +95,7 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
         .map(|c| c.split(',').map(str::to_string).collect())
         .unwrap_or_default();
     let file = if level == Level::Instance {
-        Some(StoredFile {
-            blob_key: row.try_get("blob_key")?,
-            size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
-            sha256: row.try_get("sha256")?,
-            transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
-            has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
-        })
+        Some(decode_stored_file(row)?)
     } else {
         None
     };
@@ -116,6 +110,18 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
         last_update: row.try_get("last_update")?,
         children,
         file,
+    })
+}
+
+/// The stored-file columns of an instance row (`blob_key`, `file_size`, `sha256`,
+/// `transfer_syntax_uid`, `has_pixel_data`).
+fn decode_stored_file(row: &AnyRow) -> Result<StoredFile, IndexError> {
+    Ok(StoredFile {
+        blob_key: row.try_get("blob_key")?,
+        size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
+        sha256: row.try_get("sha256")?,
+        transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
+        has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
     })
 }
 
@@ -181,16 +187,7 @@ impl Index {
         .bind(id)
         .fetch_optional(&mut *self.pool.acquire().await?)
         .await?;
-        row.map(|row| {
-            Ok(StoredFile {
-                blob_key: row.try_get("blob_key")?,
-                size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
-                sha256: row.try_get("sha256")?,
-                transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
-                has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
-            })
-        })
-        .transpose()
+        row.map(|row| decode_stored_file(&row)).transpose()
     }
 
     /// IDs of a level, in ID order, skipping `since` and returning at most `limit`, as a JSON
