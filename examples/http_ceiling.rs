@@ -3,12 +3,55 @@
 //! prints `endpoint=http://127.0.0.1:PORT`, and answers `GET /instances` with 100 made-up IDs
 //! and every other request with FILE's bytes, held in memory with their headers and written in
 //! one call on the connection's own thread. Serves until killed.
+//!
+//! `http_ceiling DIR` instead serves the first 100 files under DIR (sorted paths), reading the
+//! one asked for (`GET /instances/{n}/file`) from the page cache on each request: the floor of
+//! any server that sends a stored file with a read and a write, with nothing else to do (no
+//! index, no authentication, no hand-off between threads).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 
-fn serve(stream: TcpStream, file: Arc<Vec<u8>>, list: Arc<Vec<u8>>) -> std::io::Result<()> {
+/// What a request is answered with.
+enum Bodies {
+    /// The same bytes, headers included, for every file request.
+    Memory(Vec<u8>),
+    /// File `n` of these, read when asked for.
+    Files(Vec<std::path::PathBuf>),
+}
+
+impl Bodies {
+    fn write(&self, request: &str, writer: &mut TcpStream) -> std::io::Result<()> {
+        match self {
+            Bodies::Memory(bytes) => writer.write_all(bytes),
+            Bodies::Files(paths) => {
+                let n: usize = request
+                    .split('/')
+                    .nth(2)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let body = std::fs::read(&paths[n % paths.len()])?;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut parts = [
+                    std::io::IoSlice::new(head.as_bytes()),
+                    std::io::IoSlice::new(&body),
+                ];
+                let mut parts = &mut parts[..];
+                while !parts.is_empty() {
+                    let written = writer.write_vectored(parts)?;
+                    std::io::IoSlice::advance_slices(&mut parts, written);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn serve(stream: TcpStream, bodies: Arc<Bodies>, list: Arc<Vec<u8>>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
@@ -29,7 +72,11 @@ fn serve(stream: TcpStream, file: Arc<Vec<u8>>, list: Arc<Vec<u8>>) -> std::io::
                 break;
             }
         }
-        writer.write_all(if listing { &list } else { &file })?;
+        if listing {
+            writer.write_all(&list)?;
+        } else {
+            bodies.write(&line, &mut writer)?;
+        }
     }
 }
 
@@ -44,10 +91,18 @@ fn response(content_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).expect("http_ceiling FILE");
-    let body = std::fs::read(&path).expect("FILE");
-    let file = Arc::new(response("application/dicom", &body));
-    let ids: Vec<String> = (0..100).map(|i| format!("i{i}")).collect();
+    let path = std::path::PathBuf::from(std::env::args().nth(1).expect("http_ceiling FILE|DIR"));
+    let bodies = if path.is_dir() {
+        let mut paths = files_under(&path);
+        paths.sort();
+        paths.truncate(100);
+        Bodies::Files(paths)
+    } else {
+        let body = std::fs::read(&path).expect("FILE");
+        Bodies::Memory(response("application/dicom", &body))
+    };
+    let bodies = Arc::new(bodies);
+    let ids: Vec<String> = (0..100).map(|i| format!("{i}")).collect();
     let list = Arc::new(response(
         "application/json",
         serde_json::to_string(&ids).unwrap().as_bytes(),
@@ -55,7 +110,20 @@ fn main() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
     println!("endpoint=http://{}", listener.local_addr().unwrap());
     for stream in listener.incoming().flatten() {
-        let (file, list) = (file.clone(), list.clone());
-        std::thread::spawn(move || serve(stream, file, list));
+        let (bodies, list) = (bodies.clone(), list.clone());
+        std::thread::spawn(move || serve(stream, bodies, list));
     }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("DIR").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
