@@ -1,16 +1,17 @@
 //! One batch of received instances written in one transaction, each level's rows in one
-//! statement: a batch costs the same few round trips to the database whatever its size.
+//! statement, the statements sent together where the database allows (`Script`): a batch costs
+//! the same few round trips to the database whatever its size.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::any::AnyArguments;
+use sqlx::{Any, Arguments, Row, Transaction};
 
 use super::changes::{self, ChangeType};
+use super::script::{Script, add};
 use super::{Backend, IndexError, Level, NewInstance, StoreOutcome};
 use crate::config::OverwritePolicy;
-
-type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
 /// Writes `batch` (sorted by resource IDs, see the commit loop) inside `tx`, parents first,
 /// with the change log entries. Outcomes come in the order of `batch`.
@@ -30,10 +31,17 @@ pub(super) async fn write(
     let series = first_of_each(&news, |n| &n.ids.series);
     let instances = first_of_each(&news, |n| &n.ids.instance);
 
-    let new_patients = insert_new(tx, Level::Patient, &patients, bind_patient).await?;
-    let new_studies = insert_new(tx, Level::Study, &studies, bind_study).await?;
-    let new_series = insert_new(tx, Level::Series, &series, bind_series).await?;
-    let mut inserted = insert_new(tx, Level::Instance, &instances, bind_instance).await?;
+    let mut inserts = Script::new(backend);
+    insert_new(&mut inserts, Level::Patient, &patients, bind_patient)?;
+    insert_new(&mut inserts, Level::Study, &studies, bind_study)?;
+    insert_new(&mut inserts, Level::Series, &series, bind_series)?;
+    insert_new(&mut inserts, Level::Instance, &instances, bind_instance)?;
+    let mut created: [HashSet<String>; 4] = Default::default();
+    for row in inserts.fetch_all(tx).await? {
+        let level: i64 = row.try_get("level")?;
+        created[level as usize].insert(row.try_get("id")?);
+    }
+    let [new_patients, new_studies, new_series, mut inserted] = created;
 
     let mut outcomes = Vec::with_capacity(batch.len());
     for (new, policy) in batch {
@@ -56,7 +64,8 @@ pub(super) async fn write(
         .filter(|(_, outcome)| **outcome != StoreOutcome::AlreadyStored)
         .map(|(new, _)| *new)
         .collect();
-    write_metadata(tx, &changed).await?;
+    let mut updates = Script::new(backend);
+    write_metadata(&mut updates, &changed)?;
     if let Some(at) = changed.iter().map(|n| n.received_at.as_str()).max() {
         let touched = |id: fn(&NewInstance) -> &String, created: &HashSet<String>| {
             first_of_each(&changed, id)
@@ -65,16 +74,14 @@ pub(super) async fn write(
                 .filter(|id| !created.contains(*id))
                 .collect::<Vec<_>>()
         };
-        touch(
-            tx,
-            "patients",
-            &touched(|n| &n.ids.patient, &new_patients),
-            at,
-        )
-        .await?;
-        touch(tx, "studies", &touched(|n| &n.ids.study, &new_studies), at).await?;
-        touch(tx, "series", &touched(|n| &n.ids.series, &new_series), at).await?;
+        let patients = touched(|n| &n.ids.patient, &new_patients);
+        touch(&mut updates, "patients", &patients, at)?;
+        let studies = touched(|n| &n.ids.study, &new_studies);
+        touch(&mut updates, "studies", &studies, at)?;
+        let series = touched(|n| &n.ids.series, &new_series);
+        touch(&mut updates, "series", &series, at)?;
     }
+    updates.execute(tx).await?;
 
     let mut log: Vec<(ChangeType, Level, &str, &str)> = Vec::new();
     let levels = [
@@ -108,10 +115,7 @@ pub(super) async fn write(
 
 /// The DICOM JSON of the instances stored or replaced, one row each (the last copy of an
 /// instance stored twice in the batch wins, as its row does).
-async fn write_metadata(
-    tx: &mut Transaction<'static, Any>,
-    changed: &[&NewInstance],
-) -> Result<(), IndexError> {
+fn write_metadata(script: &mut Script, changed: &[&NewInstance]) -> Result<(), IndexError> {
     let mut seen = HashSet::new();
     let rows: Vec<&NewInstance> = changed
         .iter()
@@ -122,19 +126,17 @@ async fn write_metadata(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut sql = String::from("INSERT INTO instance_metadata (instance, dicom_json) VALUES ");
-    for row in 0..rows.len() {
-        if row > 0 {
+    let (sql, args) = script.statement();
+    sql.push_str("INSERT INTO instance_metadata (instance, dicom_json) VALUES ");
+    for (n, new) in rows.into_iter().enumerate() {
+        if n > 0 {
             sql.push_str(", ");
         }
-        placeholders(&mut sql, 1 + row * 2, 2);
+        placeholders(sql, args.len() + 1, 2);
+        add(args, &new.ids.instance)?;
+        add(args, &new.metadata)?;
     }
     sql.push_str(" ON CONFLICT (instance) DO UPDATE SET dicom_json = excluded.dicom_json");
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for new in rows {
-        query = query.bind(&new.ids.instance).bind(&new.metadata);
-    }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -171,13 +173,14 @@ pub(super) fn placeholders(sql: &mut String, first: usize, count: usize) {
     sql.push(')');
 }
 
-/// Inserts one row per element of `rows` where none exists yet; returns the IDs it created.
-async fn insert_new<'q>(
-    tx: &mut Transaction<'static, Any>,
+/// Inserts one row per element of `rows` where none exists yet; the statement returns the IDs
+/// it created, each with its level.
+fn insert_new(
+    script: &mut Script,
     level: Level,
-    rows: &[&'q NewInstance],
-    bind: fn(AnyQuery<'q>, &'q NewInstance) -> AnyQuery<'q>,
-) -> Result<HashSet<String>, IndexError> {
+    rows: &[&NewInstance],
+    bind: fn(&mut AnyArguments, &NewInstance) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
     let (table, columns) = match level {
         Level::Patient => ("patients", PATIENT_COLUMNS),
         Level::Study => ("studies", STUDY_COLUMNS),
@@ -185,24 +188,22 @@ async fn insert_new<'q>(
         Level::Instance => ("instances", INSTANCE_COLUMNS),
     };
     let width = columns.split(',').count();
-    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
-    for row in 0..rows.len() {
-        if row > 0 {
+    let (sql, args) = script.statement();
+    let _ = write!(sql, "INSERT INTO {table} ({columns}) VALUES ");
+    for (n, new) in rows.iter().enumerate() {
+        if n > 0 {
             sql.push_str(", ");
         }
-        placeholders(&mut sql, 1 + row * width, width);
+        placeholders(sql, args.len() + 1, width);
+        bind(args, new)?;
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for new in rows {
-        query = bind(query, new);
-    }
-    query
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| Ok(row.try_get::<String, _>("id")?))
-        .collect()
+    // The level tells the rows of the statements SQLite runs together apart.
+    let _ = write!(
+        sql,
+        " ON CONFLICT (id) DO NOTHING RETURNING id, CAST({} AS BIGINT) AS level",
+        level as i64
+    );
+    Ok(())
 }
 
 const PATIENT_COLUMNS: &str = "id, patient_id, patient_name, patient_name_folded, birth_date, \
@@ -215,60 +216,63 @@ const INSTANCE_COLUMNS: &str = "id, series, sop_instance_uid, sop_class_uid, ins
     transfer_syntax_uid, blob_key, file_size, sha256, remote_aet, main_tags, received_at, \
     has_pixel_data";
 
-fn bind_patient<'q>(query: AnyQuery<'q>, new: &'q NewInstance) -> AnyQuery<'q> {
-    query
-        .bind(&new.ids.patient)
-        .bind(new.patient.get("PatientID"))
-        .bind(new.patient.get("PatientName"))
-        .bind(super::write::fold_case(new.patient.get("PatientName")))
-        .bind(new.patient.get("PatientBirthDate"))
-        .bind(new.patient.get("PatientSex"))
-        .bind(new.patient.to_json())
-        .bind(&new.received_at)
-        .bind(&new.received_at)
+fn bind_patient(args: &mut AnyArguments, new: &NewInstance) -> Result<(), IndexError> {
+    add(args, &new.ids.patient)?;
+    add(args, new.patient.get("PatientID"))?;
+    add(args, new.patient.get("PatientName"))?;
+    add(
+        args,
+        super::write::fold_case(new.patient.get("PatientName")),
+    )?;
+    add(args, new.patient.get("PatientBirthDate"))?;
+    add(args, new.patient.get("PatientSex"))?;
+    add(args, new.patient.to_json())?;
+    add(args, &new.received_at)?;
+    add(args, &new.received_at)?;
+    Ok(())
 }
 
-fn bind_study<'q>(query: AnyQuery<'q>, new: &'q NewInstance) -> AnyQuery<'q> {
-    query
-        .bind(&new.ids.study)
-        .bind(&new.ids.patient)
-        .bind(new.study.get("StudyInstanceUID"))
-        .bind(new.study.get("StudyDate"))
-        .bind(new.study.get("AccessionNumber"))
-        .bind(new.study.get("StudyDescription"))
-        .bind(new.study.to_json())
-        .bind(&new.received_at)
-        .bind(&new.received_at)
+fn bind_study(args: &mut AnyArguments, new: &NewInstance) -> Result<(), IndexError> {
+    add(args, &new.ids.study)?;
+    add(args, &new.ids.patient)?;
+    add(args, new.study.get("StudyInstanceUID"))?;
+    add(args, new.study.get("StudyDate"))?;
+    add(args, new.study.get("AccessionNumber"))?;
+    add(args, new.study.get("StudyDescription"))?;
+    add(args, new.study.to_json())?;
+    add(args, &new.received_at)?;
+    add(args, &new.received_at)?;
+    Ok(())
 }
 
-fn bind_series<'q>(query: AnyQuery<'q>, new: &'q NewInstance) -> AnyQuery<'q> {
-    query
-        .bind(&new.ids.series)
-        .bind(&new.ids.study)
-        .bind(new.series.get("SeriesInstanceUID"))
-        .bind(new.series.get("Modality"))
-        .bind(new.series.get("SeriesNumber"))
-        .bind(new.series.to_json())
-        .bind(&new.received_at)
-        .bind(&new.received_at)
+fn bind_series(args: &mut AnyArguments, new: &NewInstance) -> Result<(), IndexError> {
+    add(args, &new.ids.series)?;
+    add(args, &new.ids.study)?;
+    add(args, new.series.get("SeriesInstanceUID"))?;
+    add(args, new.series.get("Modality"))?;
+    add(args, new.series.get("SeriesNumber"))?;
+    add(args, new.series.to_json())?;
+    add(args, &new.received_at)?;
+    add(args, &new.received_at)?;
+    Ok(())
 }
 
 /// Binds an instance row, in the order of `INSTANCE_COLUMNS`.
-fn bind_instance<'q>(query: AnyQuery<'q>, new: &'q NewInstance) -> AnyQuery<'q> {
-    query
-        .bind(&new.ids.instance)
-        .bind(&new.ids.series)
-        .bind(&new.sop_instance_uid)
-        .bind(&new.sop_class_uid)
-        .bind(new.instance.get("InstanceNumber"))
-        .bind(&new.transfer_syntax_uid)
-        .bind(&new.blob_key)
-        .bind(new.file_size as i64)
-        .bind(&new.sha256)
-        .bind(&new.remote_aet)
-        .bind(new.instance.to_json())
-        .bind(&new.received_at)
-        .bind(i64::from(new.has_pixel_data))
+fn bind_instance(args: &mut AnyArguments, new: &NewInstance) -> Result<(), IndexError> {
+    add(args, &new.ids.instance)?;
+    add(args, &new.ids.series)?;
+    add(args, &new.sop_instance_uid)?;
+    add(args, &new.sop_class_uid)?;
+    add(args, new.instance.get("InstanceNumber"))?;
+    add(args, &new.transfer_syntax_uid)?;
+    add(args, &new.blob_key)?;
+    add(args, new.file_size as i64)?;
+    add(args, &new.sha256)?;
+    add(args, &new.remote_aet)?;
+    add(args, new.instance.to_json())?;
+    add(args, &new.received_at)?;
+    add(args, i64::from(new.has_pixel_data))?;
+    Ok(())
 }
 
 /// Replaces a stored copy (overwrite policy `always`), queueing its blob for deletion.
@@ -282,7 +286,9 @@ async fn replace(
         .fetch_one(&mut **tx)
         .await?
         .try_get("blob_key")?;
-    bind_instance(sqlx::query(REPLACE_INSTANCE), new)
+    let mut args = AnyArguments::default();
+    bind_instance(&mut args, new)?;
+    sqlx::query_with(REPLACE_INSTANCE, args)
         .execute(&mut **tx)
         .await?;
     // Recorded with the change, so that the old file is removed even if we stop before
@@ -302,22 +308,21 @@ const REPLACE_INSTANCE: &str = "INSERT INTO instances (id, series, sop_instance_
         received_at = excluded.received_at, has_pixel_data = excluded.has_pixel_data";
 
 /// Moves `last_update` of the rows `ids` of `table` forward to `at` (never back).
-async fn touch(
-    tx: &mut Transaction<'static, Any>,
-    table: &str,
-    ids: &[&String],
-    at: &str,
-) -> Result<(), IndexError> {
+fn touch(script: &mut Script, table: &str, ids: &[&String], at: &str) -> Result<(), IndexError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let mut sql = format!("UPDATE {table} SET last_update = $1 WHERE last_update < $1 AND id IN ");
-    placeholders(&mut sql, 2, ids.len());
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
+    let (sql, args) = script.statement();
+    let first = args.len() + 1;
+    let _ = write!(
+        sql,
+        "UPDATE {table} SET last_update = ${first} WHERE last_update < ${first} AND id IN "
+    );
+    placeholders(sql, first + 1, ids.len());
+    add(args, at)?;
     for id in ids {
-        query = query.bind(*id);
+        add(args, *id)?;
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 

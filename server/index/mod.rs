@@ -20,6 +20,7 @@ mod modalities;
 mod read;
 mod records;
 mod retrieve;
+mod script;
 mod statistics;
 mod users;
 mod write;

@@ -74,8 +74,14 @@ impl Committer {
         std::thread::Builder::new()
             .name("index-commit".into())
             .spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
+                let mut runtime = tokio::runtime::Builder::new_current_thread();
+                // SQLite's writer answers through channels, not a socket: with no I/O driver
+                // the thread parks on a futex, woken sooner than through epoll.
+                runtime.enable_time();
+                if matches!(writer, Writer::Postgres(..)) {
+                    runtime.enable_io();
+                }
+                runtime
                     .build()
                     .expect("a current-thread runtime builds")
                     .block_on(async move {
