@@ -21,6 +21,9 @@ use super::{
 
 pub struct FolderStore {
     root: PathBuf,
+    /// Cleared the first time a `RWF_NOWAIT` read is refused as unsupported (tmpfs, for one):
+    /// downloads then go straight to the blocking pool.
+    nowait: std::sync::atomic::AtomicBool,
 }
 
 impl FolderStore {
@@ -44,7 +47,10 @@ impl FolderStore {
         })
         .await
         .map_err(std::io::Error::other)??;
-        Ok(FolderStore { root: store_root })
+        Ok(FolderStore {
+            root: store_root,
+            nowait: std::sync::atomic::AtomicBool::new(true),
+        })
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
@@ -105,7 +111,7 @@ fn open_chunks(path: &Path, range: Option<Range<u64>>) -> std::io::Result<(Chunk
 
 /// A blob (or its `range`) of at most one chunk read whole from the page cache on the caller's
 /// thread, with `RWF_NOWAIT`: `None` when it is larger, or when any of it would wait for the
-/// disk, for the blocking-pool path. A cached CT slice is then served with no hand-off between
+/// disk, for the blocking-pool path; `EOPNOTSUPP` where the file system has no such reads. A cached CT slice is then served with no hand-off between
 /// threads, which cost more than the read itself (eight context switches per download before).
 /// The open and `fstat` also run here: they answer from the kernel's caches for the files this
 /// path serves, and wait for the disk only on a cold lookup.
@@ -130,8 +136,10 @@ fn read_cached(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option
             rustix::io::ReadWriteFlags::NOWAIT,
         );
         match read {
-            Ok(0) | Err(_) => return Ok(None),
+            Ok(0) => return Ok(None),
             Ok(n) => filled += n,
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Err(e.into()),
+            Err(_) => return Ok(None),
         }
     }
     Ok(Some((Bytes::from(buffer), length)))
@@ -278,11 +286,19 @@ impl BlobStore for FolderStore {
         range: Option<Range<u64>>,
     ) -> Result<(BlobStream, u64), StorageError> {
         let path = self.path_of(key)?;
-        match read_cached(&path, range.clone()) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cached = match self.nowait.load(Relaxed) {
+            true => read_cached(&path, range.clone()),
+            false => Ok(None),
+        };
+        match cached {
             Ok(Some((bytes, length))) => {
                 return Ok((Box::pin(futures::stream::iter([Ok(bytes)])), length));
             }
             Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                self.nowait.store(false, Relaxed);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NotFound(key.into()));
             }
@@ -439,9 +455,12 @@ mod tests {
                 .await
                 .unwrap();
             let path = store.path_of(key).unwrap();
-            // Only the one-chunk blob is served from the page cache.
-            let cached = read_cached(&path, None).unwrap();
-            assert_eq!(cached.is_some(), bytes.len() <= STREAM_CHUNK, "{key}");
+            // Only the one-chunk blob is served from the page cache, where the file system
+            // has reads that do not wait (tmpfs has none: every blob takes the other path).
+            match read_cached(&path, None) {
+                Ok(cached) => assert_eq!(cached.is_some(), bytes.len() <= STREAM_CHUNK, "{key}"),
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{key}"),
+            }
             let n = bytes.len() as u64;
             for range in [
                 None,
