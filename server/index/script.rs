@@ -43,12 +43,7 @@ impl Script {
         self,
         tx: &mut Transaction<'static, Any>,
     ) -> Result<(), IndexError> {
-        for (sql, args) in self.statements {
-            sqlx::query_with(AssertSqlSafe(sql), args)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        self.fetch_all(tx).await.map(drop)
     }
 
     /// The rows every statement returns, in the order of the statements.

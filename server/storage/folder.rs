@@ -88,61 +88,73 @@ impl Chunks {
     }
 }
 
-/// Opens a blob, positions it at `range` and reads the first chunk (blocking).
-fn open_chunks(path: &Path, range: Option<Range<u64>>) -> std::io::Result<(Chunks, u64)> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    let length = match range {
-        None => size,
-        Some(range) => {
-            file.seek(SeekFrom::Start(range.start))?;
-            range.end.min(size).saturating_sub(range.start)
-        }
-    };
-    let reading = Chunks {
-        file,
-        remaining: length,
-        chunk: None,
-    };
-    let reading = if length > 0 { reading.next()? } else { reading };
-    Ok((reading, length))
+/// An open blob and the part of it to send: `range` (the whole file without one) within its
+/// size.
+struct Opened {
+    file: std::fs::File,
+    range: Range<u64>,
 }
 
-/// A blob (or its `range`) of at most one chunk read whole from the page cache on the caller's
-/// thread, with `RWF_NOWAIT`: `None` when it is larger, or when any of it would wait for the
-/// disk, for the blocking-pool path; `EOPNOTSUPP` where the file system has no such reads. A cached CT slice is then served with no hand-off between
-/// threads, which cost more than the read itself (eight context switches per download before).
-/// The open and `fstat` also run here: they answer from the kernel's caches for the files this
-/// path serves, and wait for the disk only on a cold lookup.
-fn read_cached(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Option<(Bytes, u64)>> {
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    let range = match range {
-        None => 0..size,
-        Some(range) => range.start.min(size)..range.end.min(size),
-    };
-    let length = range.end - range.start;
-    if length == 0 || length > STREAM_CHUNK as u64 {
-        return Ok(None);
+impl Opened {
+    fn open(path: &Path, range: Option<Range<u64>>) -> std::io::Result<Opened> {
+        let file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        let range = match range {
+            None => 0..size,
+            Some(range) => range.start.min(size)..range.end.min(size),
+        };
+        Ok(Opened { file, range })
     }
-    let mut buffer = vec![0u8; length as usize];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let read = rustix::io::preadv2(
-            &file,
-            &mut [std::io::IoSliceMut::new(&mut buffer[filled..])],
-            range.start + filled as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        );
-        match read {
-            Ok(0) => return Ok(None),
-            Ok(n) => filled += n,
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Err(e.into()),
-            Err(_) => return Ok(None),
+
+    fn length(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+
+    /// The whole part read from the page cache with `RWF_NOWAIT`, when it is at most one chunk:
+    /// `None` when it is larger or when any of it would wait for the disk, `EOPNOTSUPP` where
+    /// the file system has no such reads. A cached CT slice is then served on the caller's
+    /// thread, with no hand-off between threads, which cost more than the read itself (eight
+    /// context switches per download before).
+    fn read_cached(&self) -> std::io::Result<Option<Bytes>> {
+        let length = self.length();
+        if length == 0 || length > STREAM_CHUNK as u64 {
+            return Ok(None);
+        }
+        let mut buffer = vec![0u8; length as usize];
+        let mut filled = 0;
+        while filled < buffer.len() {
+            let read = rustix::io::preadv2(
+                &self.file,
+                &mut [std::io::IoSliceMut::new(&mut buffer[filled..])],
+                self.range.start + filled as u64,
+                rustix::io::ReadWriteFlags::NOWAIT,
+            );
+            match read {
+                Ok(0) => return Ok(None),
+                Ok(n) => filled += n,
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP => return Err(e.into()),
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(Bytes::from(buffer)))
+    }
+
+    /// Positions the file at the part's start and reads the first chunk (blocking).
+    fn into_chunks(mut self) -> std::io::Result<Chunks> {
+        use std::io::{Seek, SeekFrom};
+        let remaining = self.length();
+        self.file.seek(SeekFrom::Start(self.range.start))?;
+        let reading = Chunks {
+            file: self.file,
+            remaining,
+            chunk: None,
+        };
+        if remaining > 0 {
+            reading.next()
+        } else {
+            Ok(reading)
         }
     }
-    Ok(Some((Bytes::from(buffer), length)))
 }
 
 /// Keys are file names: no separators, no leading dot, long enough for the fan-out folder.
@@ -285,35 +297,47 @@ impl BlobStore for FolderStore {
         key: &str,
         range: Option<Range<u64>>,
     ) -> Result<(BlobStream, u64), StorageError> {
-        let path = self.path_of(key)?;
         use std::sync::atomic::Ordering::Relaxed;
-        let cached = match self.nowait.load(Relaxed) {
-            true => read_cached(&path, range.clone()),
-            false => Ok(None),
+        let path = self.path_of(key)?;
+        let not_found = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound(key.into()),
+            _ => e.into(),
         };
-        match cached {
-            Ok(Some((bytes, length))) => {
-                return Ok((Box::pin(futures::stream::iter([Ok(bytes)])), length));
+        // Where reads that do not wait exist, the open and `fstat` run on the caller's thread
+        // too: they answer from the kernel's caches for the files served from the page cache,
+        // and wait for the disk only on a cold lookup. A blob that is not all cached keeps its
+        // open file for the blocking pool.
+        let opened = if self.nowait.load(Relaxed) {
+            let opened = Opened::open(&path, range.clone()).map_err(not_found)?;
+            match opened.read_cached() {
+                Ok(Some(bytes)) => {
+                    let length = opened.length();
+                    return Ok((Box::pin(futures::stream::iter([Ok(bytes)])), length));
+                }
+                Ok(None) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait.store(false, Relaxed);
+                }
+                Err(e) => return Err(e.into()),
             }
-            Ok(None) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                self.nowait.store(false, Relaxed);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StorageError::NotFound(key.into()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        // Opening, sizing and the first chunk in one blocking-pool hop, then one hop per
-        // chunk: tokio's `File` would spend a hop on each of those steps. The file is never
-        // read ahead of the client, so a slow one holds no blocking thread while it waits.
-        let (first, length) = tokio::task::spawn_blocking(move || open_chunks(&path, range))
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => StorageError::NotFound(key.into()),
-                _ => e.into(),
-            })?;
+            Some(opened)
+        } else {
+            None
+        };
+        // Opening (unless done), sizing and the first chunk in one blocking-pool hop, then one
+        // hop per chunk: tokio's `File` would spend a hop on each of those steps. The file is
+        // never read ahead of the client, so a slow one holds no blocking thread while it waits.
+        let (first, length) = tokio::task::spawn_blocking(move || {
+            let opened = match opened {
+                Some(opened) => opened,
+                None => Opened::open(&path, range)?,
+            };
+            let length = opened.length();
+            Ok((opened.into_chunks()?, length))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(not_found)?;
         let chunks = futures::stream::try_unfold(first, |mut reading| async move {
             if reading.chunk.is_none() {
                 if reading.remaining == 0 {
@@ -454,10 +478,10 @@ mod tests {
                 .put_file(key, &file, bytes.len() as u64)
                 .await
                 .unwrap();
-            let path = store.path_of(key).unwrap();
+            let opened = Opened::open(&store.path_of(key).unwrap(), None).unwrap();
             // Only the one-chunk blob is served from the page cache, where the file system
             // has reads that do not wait (tmpfs has none: every blob takes the other path).
-            match read_cached(&path, None) {
+            match opened.read_cached() {
                 Ok(cached) => assert_eq!(cached.is_some(), bytes.len() <= STREAM_CHUNK, "{key}"),
                 Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{key}"),
             }
