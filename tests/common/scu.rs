@@ -16,7 +16,7 @@ use dicom_transfer_syntax_registry::entries::{
 };
 use dicom_ul::association::client::{ClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{
-    AbortRQSource, PDataValue, PDataValueType, Pdu, PresentationContextResultReason,
+    AbortRQSource, PDataValue, PDataValueType, Pdu, PresentationContextResultReason, write_pdu,
 };
 
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
@@ -273,6 +273,36 @@ impl Scu {
     /// The largest PDU the peer takes (0: no limit announced).
     pub fn peer_max_pdu_length(&self) -> u32 {
         self.association.acceptor_max_pdu_length()
+    }
+
+    /// Sends the last fragment of a request's data set and a C-CANCEL for `message_id` in one
+    /// socket write, so the cancel is already waiting when the server starts answering.
+    pub fn send_data_and_cancel(
+        &mut self,
+        context_id: u8,
+        data: &[u8],
+        message_id: u16,
+    ) -> io::Result<()> {
+        assert!(
+            data.len() <= CHUNK,
+            "one PDV: the data set must fit one fragment"
+        );
+        let mut bytes = Vec::new();
+        for (value_type, data) in [
+            (PDataValueType::Data, data.to_vec()),
+            (PDataValueType::Command, cancel_rq(message_id)),
+        ] {
+            let pdu = Pdu::PData {
+                data: vec![PDataValue {
+                    presentation_context_id: context_id,
+                    value_type,
+                    is_last: true,
+                    data,
+                }],
+            };
+            write_pdu(&mut bytes, &pdu).map_err(io::Error::other)?;
+        }
+        self.write_raw(&bytes)
     }
 
     /// Writes bytes already framed as PDUs straight to the socket.

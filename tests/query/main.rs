@@ -399,8 +399,9 @@ async fn exercise(site: &Site) {
     retrieve::exercise(site).await;
 }
 
-/// A C-CANCEL sent right behind the query ends it with status FE00 after the match in
-/// flight, and the association goes on.
+/// A C-CANCEL sent right behind the query (in the same TCP write, so the outcome does not
+/// hang on scheduling) ends it with status FE00 after the match in flight, and the
+/// association goes on.
 async fn cancel_ends_a_query(port: u16) {
     let (responses, echo) = scu::blocking(move || {
         let contexts: &[(&str, &[&str])] = &[
@@ -427,8 +428,7 @@ async fn cancel_ends_a_query(port: u16) {
             ),
             DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::Empty),
         ]));
-        peer.send_data(context, &identifier, true).unwrap();
-        peer.send_command(context, &scu::cancel_rq(id)).unwrap();
+        peer.send_data_and_cancel(context, &identifier, id).unwrap();
         let responses = peer.receive_until_final().unwrap();
         let echo = peer.echo().unwrap();
         peer.release().unwrap();
