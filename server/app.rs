@@ -282,7 +282,13 @@ pub async fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore
         .ping()
         .await
         .with_context(|| format!("the blob store {} does not answer", blobs.describe()))?;
-    Ok(blobs)
+    if settings.blob_cache_mib == 0 {
+        return Ok(blobs);
+    }
+    Ok(Arc::new(storage::CachedStore::new(
+        blobs,
+        settings.blob_cache_mib * 1024 * 1024,
+    )))
 }
 
 /// Spool files left by a crash were never acknowledged: they can go. Only old ones, in case

@@ -55,6 +55,8 @@ pub struct Settings {
     pub s3_kms_key_id: String,
     /// Objects larger than this many MiB go to S3 as a multipart upload.
     pub s3_multipart_mib: u64,
+    /// MiB of recently sent blobs kept in memory (0: none).
+    pub blob_cache_mib: u64,
     /// Path-style S3 addressing (`endpoint/bucket/key`), for S3-compatible servers.
     pub s3_path_style: bool,
     /// Address of the DICOM listener.
@@ -164,6 +166,7 @@ impl Default for Settings {
             s3_sse: String::new(),
             s3_kms_key_id: String::new(),
             s3_multipart_mib: 64,
+            blob_cache_mib: 128,
             s3_path_style: false,
             dicom_listen: "0.0.0.0:4242".parse().expect("valid literal"),
             dicom_plain: true,

@@ -1,7 +1,12 @@
 //! The audit trail (`GET /audit`): one row per audited request, numbered in the order the
 //! database assigned. Rows are written in batches by `auth::audit`'s writer task.
 
-use sqlx::Row;
+use std::fmt::Write;
+
+use sqlx::any::AnyArguments;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::script::add;
 
 use super::{Index, IndexError};
 
@@ -40,25 +45,49 @@ pub struct AuditFilter {
 }
 
 impl Index {
-    /// Writes a batch of events in one transaction.
+    /// Writes a batch of events in one transaction, as one multi-row INSERT: a statement per
+    /// event was a round trip each to SQLite's connection thread, two thread wake-ups per
+    /// audited request (more than a third of the context switches of a file download).
     pub async fn record_audit(&self, events: &[AuditEvent]) -> Result<(), IndexError> {
         let mut tx = self.writer.begin_with(self.backend.begin_write()).await?;
-        for event in events {
-            sqlx::query(
-                "INSERT INTO audit_events
-                 (at, user_name, client, action, level, resource_id, detail, http_status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&event.at)
-            .bind(event.user.as_deref())
-            .bind(&event.client)
-            .bind(&event.action)
-            .bind(&event.level)
-            .bind(&event.resource_id)
-            .bind(&event.detail)
-            .bind(i64::from(event.http_status))
-            .execute(&mut *tx)
-            .await?;
+        // 8 parameters a row, 32 rows a statement: sqlx-sqlite looks each parameter's name up
+        // in a list as long as the statement's parameters, so a statement's binding time grows
+        // with the square of its rows (100 rows cost 4 % of a download benchmark's CPU).
+        for chunk in events.chunks(32) {
+            let mut sql = String::from(
+                "INSERT INTO audit_events \
+                 (at, user_name, client, action, level, resource_id, detail, http_status) VALUES ",
+            );
+            let mut args = AnyArguments::default();
+            for (i, event) in chunk.iter().enumerate() {
+                let n = i * 8;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let _ = write!(
+                    sql,
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7,
+                    n + 8
+                );
+                add(&mut args, &event.at)?;
+                add(&mut args, event.user.as_deref())?;
+                add(&mut args, &event.client)?;
+                add(&mut args, &event.action)?;
+                add(&mut args, &event.level)?;
+                add(&mut args, &event.resource_id)?;
+                add(&mut args, &event.detail)?;
+                add(&mut args, i64::from(event.http_status))?;
+            }
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -145,6 +174,31 @@ mod tests {
             http_status: 200,
             ..AuditEvent::default()
         }
+    }
+
+    /// A batch longer than one statement's rows is written whole, in order.
+    #[tokio::test]
+    async fn a_long_batch_is_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
+        let index = Index::open(&url).await.unwrap();
+        let batch: Vec<_> = (0..70).map(|n| event(format!("event {n}"))).collect();
+        index.record_audit(&batch).await.unwrap();
+        let page = index
+            .audit(&AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let details: Vec<_> = page.events.iter().map(|e| e.detail.clone()).collect();
+        let expected: Vec<_> = batch.iter().map(|e| e.detail.clone()).collect();
+        assert_eq!(details, expected);
+        assert!(
+            page.events
+                .iter()
+                .all(|e| e.http_status == 200 && e.client == "127.0.0.1")
+        );
     }
 
     /// A batch of events SQLite rolls back on its own (`database or disk is full`) leaves the

@@ -9,6 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor};
 
 use super::login::{Pool, SecretLogin};
+use super::quick::QuickReads;
 use super::write::{Committer, Writer};
 use super::{Index, IndexError};
 
@@ -137,7 +138,7 @@ impl Index {
                         "a login secret is for PostgreSQL; SQLite has no login".into(),
                     ));
                 }
-                let url = sqlite_url(url)?;
+                let (url, path) = sqlite_url(url)?;
                 let options = AnyConnectOptions::from_str(&url)?;
                 let pool = sqlite_pool(8).connect_with(options.clone()).await?;
                 let writer = backend
@@ -150,6 +151,7 @@ impl Index {
                     pool: Pool::new(pool, None),
                     writer: Pool::new(writer, None),
                     committer,
+                    quick: Some(Arc::new(QuickReads::new(path))),
                 })
             }
             Backend::Postgres => {
@@ -173,6 +175,7 @@ impl Index {
                     writer: pool.clone(),
                     pool,
                     committer,
+                    quick: None,
                 })
             }
         }
@@ -191,8 +194,8 @@ impl Index {
     }
 }
 
-/// Creates the database file (and its folder) if missing.
-fn sqlite_url(url: &str) -> Result<String, IndexError> {
+/// Creates the database file (and its folder) if missing; the URL for sqlx, and the file.
+fn sqlite_url(url: &str) -> Result<(String, std::path::PathBuf), IndexError> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -207,7 +210,7 @@ fn sqlite_url(url: &str) -> Result<String, IndexError> {
     } else {
         query.to_string()
     };
-    Ok(format!("sqlite://{path}?{query}"))
+    Ok((format!("sqlite://{path}?{query}"), path.into()))
 }
 
 /// How long a pooled connection may sit idle and still be handed out without a ping.

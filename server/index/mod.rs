@@ -17,6 +17,7 @@ mod level;
 mod login;
 mod metadata;
 mod modalities;
+mod quick;
 mod read;
 mod records;
 mod retrieve;
@@ -84,6 +85,8 @@ pub struct Index {
     /// queuing in the pool is cheaper than retrying on `SQLITE_BUSY`.
     writer: login::Pool,
     committer: write::Committer,
+    /// Point reads on the caller's thread (SQLite only).
+    quick: Option<std::sync::Arc<quick::QuickReads>>,
 }
 
 impl Index {

@@ -180,6 +180,12 @@ impl Index {
     /// An instance's stored file alone, or `None` when the ID is unknown: what a download
     /// needs, without the tags a full resource row decodes.
     pub async fn stored_file(&self, id: &str) -> Result<Option<StoredFile>, IndexError> {
+        if let Some(quick) = &self.quick {
+            match quick.stored_file(id) {
+                Ok(found) => return Ok(found),
+                Err(e) => tracing::debug!(error = %e, "quick read failed; asking sqlx"),
+            }
+        }
         let row = sqlx::query(
             "SELECT blob_key, file_size, sha256, transfer_syntax_uid, has_pixel_data \
              FROM instances WHERE id = $1",

@@ -53,7 +53,7 @@ impl FolderStore {
         })
     }
 
-    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+    pub(super) fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
         if !valid_key(key) {
             return Err(StorageError::NotFound(key.into()));
         }

@@ -7,6 +7,7 @@
 //! the archive by `orthweb verify --repair` (corrupted files, kept for an admin), which
 //! listings leave out.
 
+mod cache;
 mod folder;
 mod s3;
 
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use tokio::io::AsyncRead;
 
+pub use cache::CachedStore;
 pub use folder::FolderStore;
 pub use s3::{S3Options, S3Store};
 
