@@ -2,8 +2,9 @@
 //! sniffing, no referrer, and HSTS when the site is served over HTTPS.
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, header};
-use tower_http::set_header::SetResponseHeaderLayer;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 
 /// The UI's own scripts and styles only; images may be `data:`/`blob:` URLs (previews drawn
 /// in the browser).
@@ -14,26 +15,30 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
 /// One year: browsers that saw the site over HTTPS never try plain HTTP again.
 const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
+/// Adds the headers to every answer that does not set them itself. One layer for all of them:
+/// a layer per header was a boxed service and future each per request, ~15 µs of a 260 µs
+/// download.
 pub fn add<S: Clone + Send + Sync + 'static>(router: Router<S>, https: bool) -> Router<S> {
+    router.layer(axum::middleware::map_response_with_state(https, secure))
+}
+
+async fn secure(State(https): State<bool>, mut response: Response) -> Response {
+    let headers = response.headers_mut();
     let fixed = [
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
     ];
-    let mut router = router;
     for (name, value) in fixed {
-        router = router.layer(layer(name, value));
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     }
     if https {
-        router = router.layer(layer(
-            header::STRICT_TRANSPORT_SECURITY,
-            STRICT_TRANSPORT_SECURITY,
-        ));
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
     }
-    router
-}
-
-fn layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    response
 }
