@@ -1,11 +1,10 @@
 //! The audit trail (`GET /audit`): one row per audited request, numbered in the order the
 //! database assigned. Rows are written in batches by `auth::audit`'s writer task.
 
-use std::fmt::Write;
-
 use sqlx::any::AnyArguments;
 use sqlx::{AssertSqlSafe, Row};
 
+use super::batch::placeholders;
 use super::script::add;
 
 use super::{Index, IndexError};
@@ -60,22 +59,10 @@ impl Index {
             );
             let mut args = AnyArguments::default();
             for (i, event) in chunk.iter().enumerate() {
-                let n = i * 8;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let _ = write!(
-                    sql,
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7,
-                    n + 8
-                );
+                placeholders(&mut sql, 1 + i * 8, 8);
                 add(&mut args, &event.at)?;
                 add(&mut args, event.user.as_deref())?;
                 add(&mut args, &event.client)?;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::StoredFile;
+use super::read::STORED_FILE;
 
 /// How many idle connections are kept; more are opened while more requests read at once.
 const KEEP: usize = 8;
@@ -66,10 +67,7 @@ impl QuickReads {
     pub(super) fn stored_file(&self, id: &str) -> rusqlite::Result<Option<StoredFile>> {
         self.with(|connection| {
             connection
-                .prepare_cached(
-                    "SELECT blob_key, file_size, sha256, transfer_syntax_uid, has_pixel_data \
-                     FROM instances WHERE id = ?1",
-                )?
+                .prepare_cached(STORED_FILE)?
                 .query_row([id], |row| {
                     Ok(StoredFile {
                         blob_key: row.get(0)?,

@@ -115,6 +115,11 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
 
 /// The stored-file columns of an instance row (`blob_key`, `file_size`, `sha256`,
 /// `transfer_syntax_uid`, `has_pixel_data`).
+/// An instance's file row by ID (`$1`), the columns in `StoredFile`'s order; `quick.rs` runs
+/// the same statement.
+pub(super) const STORED_FILE: &str = "SELECT blob_key, file_size, sha256, transfer_syntax_uid, \
+     has_pixel_data FROM instances WHERE id = $1";
+
 fn decode_stored_file(row: &AnyRow) -> Result<StoredFile, IndexError> {
     Ok(StoredFile {
         blob_key: row.try_get("blob_key")?,
@@ -186,13 +191,10 @@ impl Index {
                 Err(e) => tracing::debug!(error = %e, "quick read failed; asking sqlx"),
             }
         }
-        let row = sqlx::query(
-            "SELECT blob_key, file_size, sha256, transfer_syntax_uid, has_pixel_data \
-             FROM instances WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *self.pool.acquire().await?)
-        .await?;
+        let row = sqlx::query(STORED_FILE)
+            .bind(id)
+            .fetch_optional(&mut *self.pool.acquire().await?)
+            .await?;
         row.map(|row| decode_stored_file(&row)).transpose()
     }
 
