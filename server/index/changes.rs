@@ -1,8 +1,9 @@
 //! The change log (`GET /changes`): every new resource and every deletion, numbered in the
 //! order the database assigned, written in the same transaction as the change itself.
 
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{Any, Arguments, Row, Transaction};
 
+use super::script::{Script, add};
 use super::{Backend, Index, IndexError, Level};
 
 /// What happened to a resource, with Orthanc's names.
@@ -81,24 +82,34 @@ pub(super) async fn record_all(
             .execute(&mut **tx)
             .await?;
     }
+    let mut script = Script::new(backend);
+    add_all(&mut script, changes)?;
+    script.execute(tx).await
+}
+
+/// The statements that append `changes` to the log. Only where one writer at a time holds
+/// the whole database (SQLite) may they go out before the transaction's other writes are
+/// done; elsewhere `record_all` orders them.
+pub(super) fn add_all(
+    script: &mut Script,
+    changes: &[(ChangeType, Level, &str, &str)],
+) -> Result<(), IndexError> {
     for chunk in changes.chunks(1000) {
-        let mut sql = "INSERT INTO changes (change_type, resource_type, resource_id, date) VALUES "
-            .to_string();
+        let (sql, args) = script.statement();
+        let first = args.len() + 1;
+        sql.push_str("INSERT INTO changes (change_type, resource_type, resource_id, date) VALUES ");
         for n in 0..chunk.len() {
             if n > 0 {
                 sql.push_str(", ");
             }
-            super::batch::placeholders(&mut sql, 1 + n * 4, 4);
+            super::batch::placeholders(sql, first + n * 4, 4);
         }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
         for (change, level, id, date) in chunk {
-            query = query
-                .bind(change.name())
-                .bind(level.name())
-                .bind(*id)
-                .bind(*date);
+            add(args, change.name())?;
+            add(args, level.name())?;
+            add(args, *id)?;
+            add(args, *date)?;
         }
-        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

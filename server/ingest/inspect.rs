@@ -2,13 +2,15 @@
 //! it is the instance the command announced, and pull out the attributes the index keeps.
 //! Pixel data is never loaded.
 
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions};
 
+use super::source::{InMemory, Source};
 use super::walk;
 use crate::main_tags::{self, InstanceTags};
 
@@ -57,14 +59,30 @@ pub struct Inspected {
 /// With `announced` (a C-STORE), the data set must carry the SOP Class and Instance UIDs the
 /// command announced.
 pub fn inspect(path: &Path, announced: Option<&Announced>) -> Result<Inspected, InspectError> {
+    inspect_source(&path, announced)
+}
+
+/// `inspect` of a file whose bytes are all in `pieces`, in order.
+pub(super) fn inspect_in_memory(
+    pieces: &[Vec<u8>],
+    announced: Option<&Announced>,
+) -> Result<Inspected, InspectError> {
+    inspect_source(&InMemory(pieces), announced)
+}
+
+fn inspect_source<S: Source>(
+    source: &S,
+    announced: Option<&Announced>,
+) -> Result<Inspected, InspectError> {
     // The structure check comes first: it only skips values, while the parser below reserves
     // whatever length an element header claims. Once every length is known to fit in the
     // file, parsing costs at most the file's own size.
-    let (data_offset, ts_uid) = read_meta(path)?;
-    let pixel_data = walk::walk(path, data_offset, &ts_uid)?;
+    let (data_offset, ts_uid) = read_meta(source)?;
+    let pixel_data = walk::walk(source, data_offset, &ts_uid)?;
     let object = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+        .read_preamble(ReadPreamble::Always)
+        .from_reader(source.open()?)
         .map_err(|e| InspectError::Malformed(e.to_string()))?;
     let meta = object.meta();
 
@@ -113,9 +131,9 @@ fn same(attribute: &'static str, expected: &str, found: &str) -> Result<(), Insp
 const MAX_META_GROUP: u32 = 1024 * 1024;
 
 /// Where the data set starts (after preamble, magic and meta group) and its transfer syntax.
-fn read_meta(path: &Path) -> Result<(u64, String), InspectError> {
+fn read_meta<S: Source>(source: &S) -> Result<(u64, String), InspectError> {
     let malformed = |what: String| InspectError::Malformed(format!("file meta group: {what}"));
-    let mut file = BufReader::new(std::fs::File::open(path)?);
+    let mut file = source.open()?;
     file.seek(SeekFrom::Start(128))?;
     // `DICM`, then the group length element, (0002,0000) UL of 4 bytes.
     let mut head = [0u8; 16];
@@ -216,6 +234,85 @@ mod tests {
         file
     }
 
+    /// A small CT part-10 file with pixel data and a sequence.
+    fn ct_file() -> Vec<u8> {
+        use dicom_core::value::DataSetSequence;
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_object::meta::FileMetaTableBuilder;
+        let mut object = InMemDicomObject::new_empty();
+        let mut put = |tag, vr, value: &str| {
+            object.put(DataElement::new(tag, vr, PrimitiveValue::from(value)));
+        };
+        put(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2");
+        put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.5");
+        put(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3");
+        put(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.4");
+        put(tags::PATIENT_ID, VR::LO, "P1");
+        put(tags::PATIENT_NAME, VR::PN, "Doe^Jane");
+        let mut item = InMemDicomObject::new_empty();
+        item.put(DataElement::new(
+            tags::CODE_VALUE,
+            VR::SH,
+            PrimitiveValue::from("T-D0050"),
+        ));
+        object.put(DataElement::new(
+            tags::ANATOMIC_REGION_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![item]),
+        ));
+        object.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::from(vec![7u8; 4096]),
+        ));
+        let file = object
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax("1.2.840.10008.1.2.1")
+                    .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+                    .media_storage_sop_instance_uid("1.2.3.4.5"),
+            )
+            .unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn pieces_in_memory_inspect_as_the_file_does() {
+        let bytes = ct_file();
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        let announced = Announced {
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            sop_instance_uid: "1.2.3.4.5".into(),
+        };
+        let from_file = inspect(file.path(), Some(&announced)).unwrap();
+        // Cut anywhere, even inside an element header.
+        let pieces: Vec<Vec<u8>> = bytes.chunks(37).map(<[u8]>::to_vec).collect();
+        let in_memory = inspect_in_memory(&pieces, Some(&announced)).unwrap();
+        assert_eq!(in_memory.metadata, from_file.metadata);
+        assert_eq!(in_memory.tags.patient.0, from_file.tags.patient.0);
+        assert_eq!(in_memory.tags.study.0, from_file.tags.study.0);
+        assert_eq!(in_memory.sop_instance_uid, "1.2.3.4.5");
+        assert!(in_memory.has_pixel_data);
+        assert!(from_file.metadata.contains("T-D0050"));
+
+        let short = vec![bytes[..bytes.len() - 10].to_vec()];
+        assert!(matches!(
+            inspect_in_memory(&short, Some(&announced)),
+            Err(InspectError::Truncated(_))
+        ));
+        let other = Announced {
+            sop_instance_uid: "1.2.3.4.6".into(),
+            ..announced
+        };
+        assert!(matches!(
+            inspect_in_memory(&pieces, Some(&other)),
+            Err(InspectError::Mismatch { .. })
+        ));
+    }
+
     #[test]
     fn a_meta_element_longer_than_its_group_is_refused_before_it_is_read() {
         // Found by the part10 fuzz target: (0002,0002) with an unknown VR (read as UN, with a
@@ -225,7 +322,7 @@ mod tests {
         element.extend_from_slice(&0xAAAA_AAAAu32.to_le_bytes());
         element.extend_from_slice(&[0xAA; 40]);
         let file = file_with_meta(&element);
-        match read_meta(file.path()) {
+        match read_meta(&file.path()) {
             Err(InspectError::Malformed(message)) => {
                 assert!(message.contains("exceeds the group"), "{message}")
             }
@@ -241,13 +338,13 @@ mod tests {
         bytes[140..144].copy_from_slice(&(MAX_META_GROUP + 1).to_le_bytes());
         std::fs::write(file.path(), &bytes).unwrap();
         assert!(matches!(
-            read_meta(file.path()),
+            read_meta(&file.path()),
             Err(InspectError::Malformed(_))
         ));
         bytes[140..144].copy_from_slice(&100u32.to_le_bytes());
         std::fs::write(file.path(), &bytes).unwrap();
         assert!(matches!(
-            read_meta(file.path()),
+            read_meta(&file.path()),
             Err(InspectError::Truncated(_))
         ));
     }

@@ -3,6 +3,7 @@
 //! only when all of that succeeded.
 
 pub mod inspect;
+mod source;
 mod spool;
 pub mod upload;
 mod walk;
@@ -158,10 +159,15 @@ impl Ingest {
         // Every write gets a fresh key: a second copy never overwrites the blob the index
         // points at, even when two servers receive the same instance at once.
         let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
-        // A local store takes the file now; others read it from the spool.
-        let local = match self.blobs.place(&blob_key, &file.path).await? {
-            Some(placed) => placed,
-            None => file.path.to_path_buf(),
+        // A local store takes the file now; others read it from the spool. A file inspected
+        // from memory is not read here at all: the store moves it with its fsync, one hand-off
+        // to a blocking thread instead of two.
+        let local = match &file.in_memory {
+            Some(_) => file.path.to_path_buf(),
+            None => match self.blobs.place(&blob_key, &file.path).await? {
+                Some(placed) => placed,
+                None => file.path.to_path_buf(),
+            },
         };
         // The file is made durable (fsync or upload) while it is inspected and its rows are
         // written; the index commits only once the file is stored. Both only read the file.
@@ -172,7 +178,11 @@ impl Ingest {
             (stored, started.elapsed())
         };
         let indexing = async {
-            let inspected = inspect_file(local.clone(), announced).await?;
+            let inspected = match &file.in_memory {
+                // At most one write batch (a MiB) of parsing: short enough for this thread.
+                Some(pieces) => inspect::inspect_in_memory(pieces, announced.as_ref())?,
+                None => inspect_file(local.clone(), announced).await?,
+            };
             let inspected_at = started.elapsed();
             let found = inspected.tags.study.get("StudyInstanceUID");
             if let Some(expected) = study

@@ -48,13 +48,15 @@ const SCRATCH: usize = 128 * 1024;
 
 /// A part-10 file being written. Dropping it removes the file.
 pub struct Spool {
-    file: std::fs::File,
+    dir: std::path::PathBuf,
+    /// Created with the first write to disk, on the thread that writes: an instance smaller
+    /// than a write batch costs one hand-off to a blocking thread, not two.
+    file: Option<(std::fs::File, TempPath)>,
     /// Pieces not yet written, in order; `pending_len` bytes in all.
     pending: Vec<Vec<u8>>,
     pending_len: usize,
     /// Whether the last pending piece is a scratch buffer that small pieces may extend.
     last_is_scratch: bool,
-    path: TempPath,
     hasher: Sha256,
     size: u64,
 }
@@ -64,32 +66,25 @@ pub struct SpooledFile {
     pub path: TempPath,
     pub size: u64,
     pub sha256: String,
+    /// The file's bytes, when it was small enough to be written in one go: it is then
+    /// inspected from memory instead of read back.
+    pub in_memory: Option<Vec<Vec<u8>>>,
 }
 
 impl Spool {
-    /// Creates the file in `dir` and writes its header.
+    /// Starts the file in `dir` with its header (created on disk with the first write).
     pub async fn create(dir: &Path, header: &Part10Header) -> std::io::Result<Spool> {
         Self::create_raw(dir, &header.head()?).await
     }
 
-    /// Creates the file in `dir`, starting with `head` as is.
+    /// Starts a file in `dir`, starting with `head` as is.
     pub async fn create_raw(dir: &Path, head: &[u8]) -> std::io::Result<Spool> {
-        let dir = dir.to_path_buf();
-        let named = tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new()
-                .prefix("in-")
-                .suffix(".dcm")
-                .tempfile_in(dir)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        let (file, path) = named.into_parts();
         let mut spool = Spool {
-            file,
+            dir: dir.to_path_buf(),
+            file: None,
             pending: Vec::new(),
             pending_len: 0,
             last_is_scratch: false,
-            path,
             hasher: Sha256::new(),
             size: 0,
         };
@@ -147,11 +142,12 @@ impl Spool {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.pending_len == 0 {
+        if self.pending_len == 0 && self.file.is_some() {
             return Ok(());
         }
         let start = self.size - self.pending_len as u64;
-        write_out(&mut self.file, &self.pending, start, self.pending_len)?;
+        let (dir, file) = (&self.dir, &mut self.file);
+        write_out(dir, file, &self.pending, start, self.pending_len)?;
         self.pending.clear();
         self.pending_len = 0;
         self.last_is_scratch = false;
@@ -161,11 +157,21 @@ impl Spool {
     /// Writes what is left and closes the file (without fsync: the blob store decides about
     /// durability).
     pub async fn finish(mut self) -> std::io::Result<SpooledFile> {
-        self.flush()?;
+        let in_memory = if self.file.is_none() {
+            let start = self.size - self.pending_len as u64;
+            let (dir, file) = (&self.dir, &mut self.file);
+            write_out(dir, file, &self.pending, start, self.pending_len)?;
+            Some(std::mem::take(&mut self.pending))
+        } else {
+            self.flush()?;
+            None
+        };
+        let (_, path) = self.file.expect("the last write created the file");
         Ok(SpooledFile {
-            path: self.path,
+            path,
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
+            in_memory,
         })
     }
 }
@@ -175,14 +181,26 @@ impl Spool {
 /// now, while the rest of the instance arrives: the fsync before the acknowledgement then has
 /// little left to do. Writes to the page cache are short, but may stall under writeback
 /// pressure, so they run with `block_in_place` rather than on a worker the runtime counts on.
+/// The file is created first if it does not exist yet.
 fn write_out(
-    file: &mut std::fs::File,
+    dir: &Path,
+    file: &mut Option<(std::fs::File, TempPath)>,
     pieces: &[Vec<u8>],
     start: u64,
     length: usize,
 ) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
     tokio::task::block_in_place(|| {
+        let (file, _) = match file {
+            Some(open) => open,
+            None => file.insert(
+                tempfile::Builder::new()
+                    .prefix("in-")
+                    .suffix(".dcm")
+                    .tempfile_in(dir)?
+                    .into_parts(),
+            ),
+        };
         let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
         let mut slices = &mut slices[..];
         while !slices.is_empty() {

@@ -3,8 +3,7 @@
 //! reader cannot make sense of. Constant memory, whatever the size of the data set.
 
 use std::cell::Cell;
-use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
 
 use dicom_core::header::{DataElementHeader, Header};
@@ -15,6 +14,7 @@ use dicom_parser::stateful::decode::{StatefulDecode, StatefulDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry, entries};
 
 use super::inspect::InspectError;
+use super::source::Source;
 use crate::dicomweb::json::PixelData;
 
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
@@ -72,22 +72,21 @@ struct Open {
     end: Option<u64>,
 }
 
-/// Walks the data set of `path` from `data_offset`, in transfer syntax `ts_uid`: checks that
+/// Walks the data set of `source` from `data_offset`, in transfer syntax `ts_uid`: checks that
 /// the last element ends exactly at the end of the data, that every sequence and item is
 /// closed, in explicit VR that every element names a known VR, and that an element of a
 /// fixed-size VR (the one sent, or in implicit VR the dictionary's) holds whole values.
 /// Returns the root data set's pixel data element, if it has one.
-pub(super) fn walk(
-    path: &Path,
+pub(super) fn walk<S: Source>(
+    source: &S,
     data_offset: u64,
     ts_uid: &str,
 ) -> Result<Option<PixelData>, InspectError> {
     let ts = transfer_syntax(ts_uid)?;
-    let mut file = std::fs::File::open(path)?;
+    let mut file = source.open()?;
     file.seek(SeekFrom::Start(data_offset))?;
-    let file = BufReader::with_capacity(64 * 1024, file);
     walk_reader(Box::new(file), ts, data_offset, &|| {
-        deflate_stream_ends(path, data_offset)
+        deflate_stream_ends(source.open()?, data_offset)
     })
 }
 
@@ -276,9 +275,8 @@ pub(crate) fn value_size(vr: VR) -> Option<u32> {
 /// Whether the deflate stream after `offset` reaches its end marker. An inflater reading a
 /// stream cut short just stops, so a data set missing its last bytes would otherwise look
 /// whole when the cut falls between elements.
-fn deflate_stream_ends(path: &Path, offset: u64) -> Result<bool, InspectError> {
+fn deflate_stream_ends(mut file: impl Read + Seek, offset: u64) -> Result<bool, InspectError> {
     use flate2::{Decompress, FlushDecompress, Status};
-    let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
     let mut inflater = Decompress::new(false);
     let mut input = vec![0u8; 64 * 1024];
@@ -332,7 +330,7 @@ mod tests {
     fn walked(data: &[u8], ts: &str) -> Result<bool, InspectError> {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), data).unwrap();
-        walk(file.path(), 0, ts).map(|p| p.is_some())
+        walk(&file.path(), 0, ts).map(|p| p.is_some())
     }
 
     #[test]

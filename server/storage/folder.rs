@@ -222,6 +222,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(std::io::Error::other)??)
 }
 
+/// Renames a spooled file to `target`, making its folder first if need be.
+fn move_into_place(local: &Path, target: &Path) -> std::io::Result<()> {
+    let dir = target.parent().expect("blob paths have a parent");
+    // Only keys that do not start with hex digits need a folder made here.
+    if !dir.exists() {
+        std::fs::create_dir(dir)?;
+        sync_dir(dir.parent().expect("fan-out has a parent"))?;
+    }
+    // The spool folder is on the same file system (both live in the data folder), so this is
+    // an atomic rename, not a copy.
+    std::fs::rename(local, target)
+}
+
 /// fsync of a directory, so that a rename into it survives a crash.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -233,28 +246,19 @@ impl BlobStore for FolderStore {
         let target = self.path_of(key)?;
         let local = local.to_path_buf();
         let placed = target.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let dir = target.parent().expect("blob paths have a parent");
-            // Only keys that do not start with hex digits need a folder made here.
-            if !dir.exists() {
-                std::fs::create_dir(dir)?;
-                sync_dir(dir.parent().expect("fan-out has a parent"))?;
-            }
-            // The spool folder is on the same file system (both live in the data folder),
-            // so this is an atomic rename, not a copy.
-            std::fs::rename(&local, &target)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        tokio::task::spawn_blocking(move || move_into_place(&local, &target))
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(Some(placed))
     }
 
     async fn put_file(&self, key: &str, local: &Path, _size: u64) -> Result<(), StorageError> {
         let target = self.path_of(key)?;
-        if local != target {
-            self.place(key, local).await?;
-        }
+        let local = (local != target).then(|| local.to_path_buf());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some(local) = local {
+                move_into_place(&local, &target)?;
+            }
             // Renamed before the fsync, not after: on ext4 and XFS one journal commit then
             // covers the data, the inode and the new name, and the folder's fsync has
             // nothing left to write. Until the index commits, a file here that a crash left

@@ -275,7 +275,8 @@ async fn garbage_on_the_dicom_port_is_dropped() {
 /// sends half of it; returns once the server is receiving (its spool file exists), with the
 /// association still open.
 async fn half_sent_store(site: &Site) -> (Instance, Scu) {
-    let instance = site.one_of(512);
+    // 4 MB: half of it is more than the spool keeps in memory (1 MiB), so a file is on disk.
+    let instance = site.one_of(1448);
     let store = Store::of(&instance);
     let port = site.port();
     let scu = blocking(move || {
