@@ -22,6 +22,7 @@ use crate::storage::{BlobStore, StorageError};
 
 pub use inspect::{Announced, InspectError};
 pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
+use spool::Body;
 pub(crate) use walk::{value_size, walk_bytes};
 
 #[derive(Debug, thiserror::Error)]
@@ -159,29 +160,44 @@ impl Ingest {
         // Every write gets a fresh key: a second copy never overwrites the blob the index
         // points at, even when two servers receive the same instance at once.
         let blob_key = format!("{}.dcm", uuid::Uuid::new_v4());
-        // A local store takes the file now; others read it from the spool. A file inspected
-        // from memory is not read here at all: the store moves it with its fsync, one hand-off
-        // to a blocking thread instead of two.
-        let local = match &file.in_memory {
-            Some(_) => file.path.to_path_buf(),
-            None => match self.blobs.place(&blob_key, &file.path).await? {
+        // A spooled file: a local store takes it now, others read it from the spool. In
+        // memory: the store writes it where it belongs, one hand-off to a blocking thread in
+        // all, and it is inspected from memory meanwhile.
+        let local = match &file.body {
+            Body::Memory(_) => None,
+            Body::File(path) => Some(match self.blobs.place(&blob_key, path).await? {
                 Some(placed) => placed,
-                None => file.path.to_path_buf(),
-            },
+                None => path.to_path_buf(),
+            }),
         };
         // The file is made durable (fsync or upload) while it is inspected and its rows are
         // written; the index commits only once the file is stored. Both only read the file.
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
         let storing = async {
-            let stored = self.blobs.put_file(&blob_key, &local, file.size).await;
+            let stored = match (&file.body, &local) {
+                (Body::Memory(pieces), _) => {
+                    self.blobs
+                        .put_pieces(&blob_key, pieces.clone(), file.size)
+                        .await
+                }
+                (Body::File(path), placed) => {
+                    let local = placed.as_deref().unwrap_or(path);
+                    self.blobs.put_file(&blob_key, local, file.size).await
+                }
+            };
             let _ = stored_tx.send(stored.is_ok());
             (stored, started.elapsed())
         };
         let indexing = async {
-            let inspected = match &file.in_memory {
+            let inspected = match (&file.body, &local) {
                 // At most one write batch (a MiB) of parsing: short enough for this thread.
-                Some(pieces) => inspect::inspect_in_memory(pieces, announced.as_ref())?,
-                None => inspect_file(local.clone(), announced).await?,
+                (Body::Memory(pieces), _) => {
+                    inspect::inspect_in_memory(pieces, announced.as_ref())?
+                }
+                (Body::File(path), placed) => {
+                    let local = placed.clone().unwrap_or_else(|| path.to_path_buf());
+                    inspect_file(local, announced).await?
+                }
             };
             let inspected_at = started.elapsed();
             let found = inspected.tags.study.get("StudyInstanceUID");

@@ -5,6 +5,7 @@
 //! whatever the size.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use dicom_object::meta::FileMetaTableBuilder;
 use sha2::{Digest, Sha256};
@@ -61,14 +62,20 @@ pub struct Spool {
     size: u64,
 }
 
-/// A spooled file, complete on disk.
+/// A spooled instance, complete.
 pub struct SpooledFile {
-    pub path: TempPath,
+    pub body: Body,
     pub size: u64,
     pub sha256: String,
-    /// The file's bytes, when it was small enough to be written in one go: it is then
-    /// inspected from memory instead of read back.
-    pub in_memory: Option<Vec<Vec<u8>>>,
+}
+
+/// Where a spooled instance's bytes are.
+pub enum Body {
+    /// On disk, at a temporary path.
+    File(TempPath),
+    /// Still in memory, in pieces: an instance smaller than one write batch is never written
+    /// to the spool; the blob store writes it where it belongs, and it is inspected from here.
+    Memory(Arc<Vec<Vec<u8>>>),
 }
 
 impl Spool {
@@ -155,23 +162,21 @@ impl Spool {
     }
 
     /// Writes what is left and closes the file (without fsync: the blob store decides about
-    /// durability).
+    /// durability); an instance that never filled a write batch stays in memory.
     pub async fn finish(mut self) -> std::io::Result<SpooledFile> {
-        let in_memory = if self.file.is_none() {
-            let start = self.size - self.pending_len as u64;
-            let (dir, file) = (&self.dir, &mut self.file);
-            write_out(dir, file, &self.pending, start, self.pending_len)?;
-            Some(std::mem::take(&mut self.pending))
-        } else {
-            self.flush()?;
-            None
+        let body = match self.file.take() {
+            None => Body::Memory(Arc::new(std::mem::take(&mut self.pending))),
+            Some(file) => {
+                self.file = Some(file);
+                self.flush()?;
+                let (_, path) = self.file.take().expect("still open");
+                Body::File(path)
+            }
         };
-        let (_, path) = self.file.expect("the last write created the file");
         Ok(SpooledFile {
-            path,
+            body,
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
-            in_memory,
         })
     }
 }
@@ -189,7 +194,6 @@ fn write_out(
     start: u64,
     length: usize,
 ) -> std::io::Result<()> {
-    use std::io::{IoSlice, Write};
     tokio::task::block_in_place(|| {
         let (file, _) = match file {
             Some(open) => open,
@@ -201,16 +205,7 @@ fn write_out(
                     .into_parts(),
             ),
         };
-        let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            match file.write_vectored(slices) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        crate::storage::write_all_vectored(file, pieces)?;
         start_writeback(file, start, length as u64);
         Ok(())
     })

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -224,16 +225,23 @@ async fn blocking<T: Send + 'static>(
 
 /// Renames a spooled file to `target`, making its folder first if need be.
 fn move_into_place(local: &Path, target: &Path) -> std::io::Result<()> {
-    let dir = target.parent().expect("blob paths have a parent");
-    // Only keys that do not start with hex digits need a folder made here.
-    if !dir.exists() {
-        std::fs::create_dir(dir)?;
-        sync_dir(dir.parent().expect("fan-out has a parent"))?;
-    }
+    make_folder(target)?;
     // The spool folder is on the same file system (both live in the data folder), so this is
     // an atomic rename, not a copy.
     std::fs::rename(local, target)
 }
+
+/// Makes the folder of `target` if it does not exist yet: only keys that do not start with
+/// hex digits need one made here.
+fn make_folder(target: &Path) -> std::io::Result<()> {
+    let dir = target.parent().expect("blob paths have a parent");
+    if !dir.exists() {
+        std::fs::create_dir(dir)?;
+        sync_dir(dir.parent().expect("fan-out has a parent"))?;
+    }
+    Ok(())
+}
+
 
 /// fsync of a directory, so that a rename into it survives a crash.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -264,6 +272,30 @@ impl BlobStore for FolderStore {
             // nothing left to write. Until the index commits, a file here that a crash left
             // incomplete is only an orphan: nothing points at it.
             std::fs::File::open(&target)?.sync_all()?;
+            sync_dir(target.parent().expect("blob paths have a parent"))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+
+    async fn put_pieces(
+        &self,
+        key: &str,
+        pieces: Arc<Vec<Vec<u8>>>,
+        _size: u64,
+    ) -> Result<(), StorageError> {
+        let target = self.path_of(key)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // Written where it belongs, under a key nothing points at yet: a crash before the
+            // index commits leaves an orphan, as a crash after a rename does.
+            make_folder(&target)?;
+            let mut file = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&target)?;
+            super::write_all_vectored(&mut file, &pieces)?;
+            file.sync_all()?;
             sync_dir(target.parent().expect("blob paths have a parent"))
         })
         .await

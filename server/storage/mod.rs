@@ -80,6 +80,15 @@ pub trait BlobStore: Send + Sync {
     /// file into place; whatever is left at `local` is the caller's to remove (the spool's
     /// temporary path does it when dropped).
     async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError>;
+    /// Stores a file held in memory (`pieces`, in order, `size` bytes in all) under `key`,
+    /// durable when this returns `Ok` as with `put_file`. For instances small enough never to
+    /// have been spooled: a folder store writes them straight where they belong.
+    async fn put_pieces(
+        &self,
+        key: &str,
+        pieces: Arc<Vec<Vec<u8>>>,
+        size: u64,
+    ) -> Result<(), StorageError>;
     /// Opens a stored blob for reading, with its size; with `range`, only those bytes (the
     /// caller checks the range against the size it knows from the index).
     async fn get(
@@ -133,4 +142,20 @@ pub async fn open(url: &str, s3: S3Options) -> Result<Arc<dyn BlobStore>, Storag
         return Ok(Arc::new(S3Store::connect(bucket, prefix, s3).await?));
     }
     Err(StorageError::UnsupportedUrl(url.into()))
+}
+
+/// Writes every piece, in as few system calls as the kernel takes.
+pub(crate) fn write_all_vectored(file: &mut std::fs::File, pieces: &[Vec<u8>]) -> std::io::Result<()> {
+    use std::io::{IoSlice, Write};
+    let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -109,8 +110,7 @@ impl S3Store {
         (!self.options.kms_key_id.is_empty()).then(|| self.options.kms_key_id.clone())
     }
 
-    async fn put_single(&self, object: &str, local: &Path) -> Result<(), StorageError> {
-        let body = ByteStream::from_path(local).await.map_err(s3_error)?;
+    async fn put_single(&self, object: &str, body: ByteStream) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -226,8 +226,20 @@ impl BlobStore for S3Store {
         if size > self.options.multipart_bytes {
             self.put_multipart(&object, local, size).await
         } else {
-            self.put_single(&object, local).await
+            self.put_single(&object, ByteStream::from_path(local).await.map_err(s3_error)?)
+                .await
         }
+    }
+
+    async fn put_pieces(
+        &self,
+        key: &str,
+        pieces: Arc<Vec<Vec<u8>>>,
+        _size: u64,
+    ) -> Result<(), StorageError> {
+        // One PUT of at most a write batch (a MiB), below any multipart threshold.
+        let body = ByteStream::from(pieces.concat());
+        self.put_single(&self.object_key(key), body).await
     }
 
     async fn get(

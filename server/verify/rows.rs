@@ -173,6 +173,14 @@ mod tests {
         async fn put_file(&self, _: &str, _: &Path, _: u64) -> Result<(), StorageError> {
             unreachable!("verify stores nothing")
         }
+        async fn put_pieces(
+            &self,
+            _: &str,
+            _: std::sync::Arc<Vec<Vec<u8>>>,
+            _: u64,
+        ) -> Result<(), StorageError> {
+            unreachable!("verify stores nothing")
+        }
         async fn get(
             &self,
             key: &str,
