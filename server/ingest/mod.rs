@@ -21,8 +21,8 @@ use crate::metrics::METRICS;
 use crate::storage::{BlobStore, StorageError};
 
 pub use inspect::{Announced, InspectError};
-pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
 use spool::Body;
+pub use spool::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Part10Header, Spool};
 pub(crate) use walk::{value_size, walk_bytes};
 
 #[derive(Debug, thiserror::Error)]

@@ -242,7 +242,6 @@ fn make_folder(target: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-
 /// fsync of a directory, so that a rename into it survives a crash.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

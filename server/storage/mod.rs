@@ -145,7 +145,10 @@ pub async fn open(url: &str, s3: S3Options) -> Result<Arc<dyn BlobStore>, Storag
 }
 
 /// Writes every piece, in as few system calls as the kernel takes.
-pub(crate) fn write_all_vectored(file: &mut std::fs::File, pieces: &[Vec<u8>]) -> std::io::Result<()> {
+pub(crate) fn write_all_vectored(
+    file: &mut std::fs::File,
+    pieces: &[Vec<u8>],
+) -> std::io::Result<()> {
     use std::io::{IoSlice, Write};
     let mut slices: Vec<IoSlice> = pieces.iter().map(|p| IoSlice::new(p)).collect();
     let mut slices = &mut slices[..];

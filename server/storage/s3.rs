@@ -226,8 +226,11 @@ impl BlobStore for S3Store {
         if size > self.options.multipart_bytes {
             self.put_multipart(&object, local, size).await
         } else {
-            self.put_single(&object, ByteStream::from_path(local).await.map_err(s3_error)?)
-                .await
+            self.put_single(
+                &object,
+                ByteStream::from_path(local).await.map_err(s3_error)?,
+            )
+            .await
         }
     }
 
