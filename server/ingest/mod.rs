@@ -164,8 +164,8 @@ impl Ingest {
         // memory: the store writes it where it belongs, one hand-off to a blocking thread in
         // all, and it is inspected from memory meanwhile.
         let local = match &file.body {
-            Body::Memory(_) => None,
-            Body::File(path) => Some(match self.blobs.place(&blob_key, path).await? {
+            Body::Memory(pieces) => Local::Memory(pieces.clone()),
+            Body::File(path) => Local::File(match self.blobs.place(&blob_key, path).await? {
                 Some(placed) => placed,
                 None => path.to_path_buf(),
             }),
@@ -174,30 +174,18 @@ impl Ingest {
         // written; the index commits only once the file is stored. Both only read the file.
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
         let storing = async {
-            let stored = match (&file.body, &local) {
-                (Body::Memory(pieces), _) => {
-                    self.blobs
-                        .put_pieces(&blob_key, pieces.clone(), file.size)
-                        .await
-                }
-                (Body::File(path), placed) => {
-                    let local = placed.as_deref().unwrap_or(path);
-                    self.blobs.put_file(&blob_key, local, file.size).await
-                }
+            let stored = match &local {
+                Local::Memory(pieces) => self.blobs.put_pieces(&blob_key, pieces.clone()).await,
+                Local::File(path) => self.blobs.put_file(&blob_key, path, file.size).await,
             };
             let _ = stored_tx.send(stored.is_ok());
             (stored, started.elapsed())
         };
         let indexing = async {
-            let inspected = match (&file.body, &local) {
+            let inspected = match &local {
                 // At most one write batch (a MiB) of parsing: short enough for this thread.
-                (Body::Memory(pieces), _) => {
-                    inspect::inspect_in_memory(pieces, announced.as_ref())?
-                }
-                (Body::File(path), placed) => {
-                    let local = placed.clone().unwrap_or_else(|| path.to_path_buf());
-                    inspect_file(local, announced).await?
-                }
+                Local::Memory(pieces) => inspect::inspect_in_memory(pieces, announced.as_ref())?,
+                Local::File(path) => inspect_file(path.clone(), announced).await?,
             };
             let inspected_at = started.elapsed();
             let found = inspected.tags.study.get("StudyInstanceUID");
@@ -264,6 +252,13 @@ impl Ingest {
             tracing::warn!(blob = key, error = %e, "could not delete an unused blob");
         }
     }
+}
+
+/// Where the blob store and the inspection read a received instance from.
+enum Local {
+    Memory(std::sync::Arc<Vec<Vec<u8>>>),
+    /// The spooled file, or where the store placed it.
+    File(PathBuf),
 }
 
 /// The index row of an inspected file stored under `blob_key`.

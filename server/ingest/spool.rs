@@ -149,7 +149,7 @@ impl Spool {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        if self.pending_len == 0 && self.file.is_some() {
+        if self.pending_len == 0 {
             return Ok(());
         }
         let start = self.size - self.pending_len as u64;
@@ -164,14 +164,12 @@ impl Spool {
     /// Writes what is left and closes the file (without fsync: the blob store decides about
     /// durability); an instance that never filled a write batch stays in memory.
     pub async fn finish(mut self) -> std::io::Result<SpooledFile> {
-        let body = match self.file.take() {
-            None => Body::Memory(Arc::new(std::mem::take(&mut self.pending))),
-            Some(file) => {
-                self.file = Some(file);
-                self.flush()?;
-                let (_, path) = self.file.take().expect("still open");
-                Body::File(path)
-            }
+        let body = if self.file.is_none() {
+            Body::Memory(Arc::new(std::mem::take(&mut self.pending)))
+        } else {
+            self.flush()?;
+            let (_, path) = self.file.take().expect("checked above");
+            Body::File(path)
         };
         Ok(SpooledFile {
             body,

@@ -72,13 +72,8 @@ impl BlobStore for CachedStore {
         self.inner.put_file(key, local, size).await
     }
 
-    async fn put_pieces(
-        &self,
-        key: &str,
-        pieces: Arc<Vec<Vec<u8>>>,
-        size: u64,
-    ) -> Result<(), StorageError> {
-        self.inner.put_pieces(key, pieces, size).await
+    async fn put_pieces(&self, key: &str, pieces: Arc<Vec<Vec<u8>>>) -> Result<(), StorageError> {
+        self.inner.put_pieces(key, pieces).await
     }
 
     async fn get(

@@ -278,12 +278,7 @@ impl BlobStore for FolderStore {
         Ok(())
     }
 
-    async fn put_pieces(
-        &self,
-        key: &str,
-        pieces: Arc<Vec<Vec<u8>>>,
-        _size: u64,
-    ) -> Result<(), StorageError> {
+    async fn put_pieces(&self, key: &str, pieces: Arc<Vec<Vec<u8>>>) -> Result<(), StorageError> {
         let target = self.path_of(key)?;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             // Written where it belongs, under a key nothing points at yet: a crash before the

@@ -80,15 +80,10 @@ pub trait BlobStore: Send + Sync {
     /// file into place; whatever is left at `local` is the caller's to remove (the spool's
     /// temporary path does it when dropped).
     async fn put_file(&self, key: &str, local: &Path, size: u64) -> Result<(), StorageError>;
-    /// Stores a file held in memory (`pieces`, in order, `size` bytes in all) under `key`,
-    /// durable when this returns `Ok` as with `put_file`. For instances small enough never to
-    /// have been spooled: a folder store writes them straight where they belong.
-    async fn put_pieces(
-        &self,
-        key: &str,
-        pieces: Arc<Vec<Vec<u8>>>,
-        size: u64,
-    ) -> Result<(), StorageError>;
+    /// Stores a file held in memory (`pieces`, in order) under `key`, durable when this
+    /// returns `Ok` as with `put_file`. For instances small enough never to have been spooled:
+    /// a folder store writes them straight where they belong.
+    async fn put_pieces(&self, key: &str, pieces: Arc<Vec<Vec<u8>>>) -> Result<(), StorageError>;
     /// Opens a stored blob for reading, with its size; with `range`, only those bytes (the
     /// caller checks the range against the size it knows from the index).
     async fn get(

@@ -234,12 +234,7 @@ impl BlobStore for S3Store {
         }
     }
 
-    async fn put_pieces(
-        &self,
-        key: &str,
-        pieces: Arc<Vec<Vec<u8>>>,
-        _size: u64,
-    ) -> Result<(), StorageError> {
+    async fn put_pieces(&self, key: &str, pieces: Arc<Vec<Vec<u8>>>) -> Result<(), StorageError> {
         // One PUT of at most a write batch (a MiB), below any multipart threshold.
         let body = ByteStream::from(pieces.concat());
         self.put_single(&self.object_key(key), body).await

@@ -177,7 +177,6 @@ mod tests {
             &self,
             _: &str,
             _: std::sync::Arc<Vec<Vec<u8>>>,
-            _: u64,
         ) -> Result<(), StorageError> {
             unreachable!("verify stores nothing")
         }
