@@ -2,29 +2,37 @@
 """The client side of bench/serve: times what viewers and scripts ask of a server's REST API,
 the same way for orthweb and Orthanc (both speak Orthanc's REST), and prints one JSON object.
 
-    serve_client.py BASE_URL [--download-only]
+    serve_client.py BASE_URL
+        study ZIP: GET /studies/{id}/archive of the largest study, to the last byte;
+        listings: GET /instances (every ID) and GET /studies?expand, median of 30;
+        rendered: GET /instances/{id}/frames/0/rendered (PNG) for 30 instances not rendered
+        before.
 
-- keep-alive download: GET /instances/{id}/file for 100 instances, one after another on one
-  HTTP/1.1 connection (what HTTP libraries and viewers do), the median of 15 such passes;
-- study ZIP: GET /studies/{id}/archive of the largest study, to the last byte;
-- listings: GET /instances (every ID) and GET /studies?expand, median of 30;
-- rendered: GET /instances/{id}/frames/0/rendered (PNG) for 30 instances not rendered before.
-
-With --download-only, the keep-alive download alone (against examples/http_ceiling.rs, the
-client's own limit).
+    serve_client.py --downloads NAME=BASE_URL=PID ...
+        keep-alive download: GET /instances/{id}/file for 100 instances, one after another on
+        one HTTP/1.1 connection per server (what HTTP libraries and viewers do). The servers
+        take turns, three passes of 100 each per turn, 20 turns, so that whatever the VM does
+        meanwhile falls on all of them alike; per server: the median pass (instances/s, MB/s),
+        and the server's CPU time (user + system, /proc/PID/stat) and the client's per
+        download, over all its passes.
 """
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
 import urllib.parse
 
-base = urllib.parse.urlsplit(sys.argv[1])
-conn = http.client.HTTPConnection(base.hostname, base.port, timeout=300)
+TICK = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def get(path, headers=None):
+def connect(url):
+    base = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(base.hostname, base.port, timeout=300)
+
+
+def get(conn, path, headers=None):
     conn.request("GET", path, headers=headers or {})
     response = conn.getresponse()
     body = response.read()
@@ -33,48 +41,70 @@ def get(path, headers=None):
     return body
 
 
-def timed(path, headers=None):
+def timed(conn, path, headers=None):
     start = time.perf_counter()
-    body = get(path, headers)
+    body = get(conn, path, headers)
     return time.perf_counter() - start, len(body)
 
 
-def median_ms(path, n=30):
-    timed(path)  # warm-up
-    return statistics.median(timed(path)[0] for _ in range(n)) * 1000
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK  # utime, stime
 
 
-instances = json.loads(get("/instances"))
-result = {"instances": len(instances)}
+def downloads(servers, turns=20, passes_per_turn=3):
+    state = {}
+    for spec in servers:
+        name, url, pid = spec.split("=")
+        conn = connect(url)
+        ids = json.loads(get(conn, "/instances"))[:100]
+        for i in ids:  # every file once beforehand: all serve from the page cache or their own
+            get(conn, f"/instances/{i}/file")
+        state[name] = {"conn": conn, "ids": ids, "pid": int(pid), "passes": [], "server": 0.0,
+                       "client": 0.0, "size": 0}
+    for _ in range(turns):
+        for s in state.values():
+            server0, client0 = cpu_seconds(s["pid"]), time.process_time()
+            for _ in range(passes_per_turn):
+                start = time.perf_counter()
+                s["size"] = sum(len(get(s["conn"], f"/instances/{i}/file")) for i in s["ids"])
+                s["passes"].append(time.perf_counter() - start)
+            s["server"] += cpu_seconds(s["pid"]) - server0
+            s["client"] += time.process_time() - client0
+    result = {}
+    for name, s in state.items():
+        seconds, count = statistics.median(s["passes"]), len(s["passes"]) * len(s["ids"])
+        result[name] = {"download_inst_s": len(s["ids"]) / seconds,
+                        "download_mb_s": s["size"] / seconds / 1048576,
+                        "server_cpu_us": s["server"] / count * 1e6,
+                        "client_cpu_us": s["client"] / count * 1e6}
+    return result
 
-# Every file once beforehand, so both servers read from the page cache (or their own caches)
-# alike. One pass of 100 takes some 25 ms, which a noisy VM moves by ±15 %: the median of
-# PASSES passes is reported.
-PASSES = 15
-for i in instances[:100]:
-    get(f"/instances/{i}/file")
-passes = []
-for _ in range(PASSES):
-    start = time.perf_counter()
-    size = sum(len(get(f"/instances/{i}/file")) for i in instances[:100])
-    passes.append(time.perf_counter() - start)
-seconds = statistics.median(passes)
-result["download_inst_s"] = 100 / seconds
-result["download_mb_s"] = size / seconds / 1048576
-if sys.argv[2:] == ["--download-only"]:
-    print(json.dumps(result))
-    sys.exit(0)
 
-studies = json.loads(get("/studies"))
-largest = max(studies, key=lambda s: len(json.loads(get(f"/studies/{s}/instances"))))
-seconds, size = timed(f"/studies/{largest}/archive")
-result["zip_s"] = seconds
-result["zip_mb_s"] = size / seconds / 1048576
+def rest(url):
+    conn = connect(url)
+    instances = json.loads(get(conn, "/instances"))
+    result = {"instances": len(instances)}
+    studies = json.loads(get(conn, "/studies"))
+    largest = max(studies, key=lambda s: len(json.loads(get(conn, f"/studies/{s}/instances"))))
+    seconds, size = timed(conn, f"/studies/{largest}/archive")
+    result["zip_s"] = seconds
+    result["zip_mb_s"] = size / seconds / 1048576
 
-result["list_instances_ms"] = median_ms("/instances")
-result["studies_expand_ms"] = median_ms("/studies?expand")
+    def median_ms(path, n=30):
+        timed(conn, path)  # warm-up
+        return statistics.median(timed(conn, path)[0] for _ in range(n)) * 1000
 
-renders = [timed(f"/instances/{i}/frames/0/rendered", {"Accept": "image/png"})[0]
-           for i in instances[-30:]]
-result["rendered_ms"] = statistics.median(renders) * 1000
-print(json.dumps(result))
+    result["list_instances_ms"] = median_ms("/instances")
+    result["studies_expand_ms"] = median_ms("/studies?expand")
+    renders = [timed(conn, f"/instances/{i}/frames/0/rendered", {"Accept": "image/png"})[0]
+               for i in instances[-30:]]
+    result["rendered_ms"] = statistics.median(renders) * 1000
+    return result
+
+
+if sys.argv[1] == "--downloads":
+    print(json.dumps(downloads(sys.argv[2:])))
+else:
+    print(json.dumps(rest(sys.argv[1])))

@@ -1,13 +1,14 @@
 //! The client's ceiling for `bench/serve`'s keep-alive downloads: a server that does nothing but
-//! answer, as `storescp --ignore` is for DICOM. `http_ceiling FILE` listens on 127.0.0.1,
-//! prints `endpoint=http://127.0.0.1:PORT`, and answers `GET /instances` with 100 made-up IDs
-//! and every other request with FILE's bytes, held in memory with their headers and written in
-//! one call on the connection's own thread. Serves until killed.
+//! answer, as `storescp --ignore` is for DICOM. `http_ceiling memory DIR` listens on 127.0.0.1,
+//! prints `endpoint=http://127.0.0.1:PORT`, answers `GET /instances` with 100 made-up IDs, and
+//! `GET /instances/{n}/file` with the n-th of the first 100 files under DIR (sorted paths),
+//! held in memory with their headers and written in one call on the connection's own thread:
+//! what a server answering from a memory cache (ours, Orthanc's) could do at best. Serves until
+//! killed.
 //!
-//! `http_ceiling DIR` instead serves the first 100 files under DIR (sorted paths), reading the
-//! one asked for (`GET /instances/{n}/file`) from the page cache on each request: the floor of
-//! any server that sends a stored file with a read and a write, with nothing else to do (no
-//! index, no authentication, no hand-off between threads).
+//! `http_ceiling read DIR` instead reads the file asked for from the page cache on each
+//! request: the floor of any server that sends a stored file with a read and a write, with
+//! nothing else to do (no index, no authentication, no hand-off between threads).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,22 +16,22 @@ use std::sync::Arc;
 
 /// What a request is answered with.
 enum Bodies {
-    /// The same bytes, headers included, for every file request.
-    Memory(Vec<u8>),
+    /// File `n`'s response, headers included.
+    Memory(Vec<Vec<u8>>),
     /// File `n` of these, read when asked for.
     Files(Vec<std::path::PathBuf>),
 }
 
 impl Bodies {
     fn write(&self, request: &str, writer: &mut TcpStream) -> std::io::Result<()> {
+        let n: usize = request
+            .split('/')
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         match self {
-            Bodies::Memory(bytes) => writer.write_all(bytes),
+            Bodies::Memory(responses) => writer.write_all(&responses[n % responses.len()]),
             Bodies::Files(paths) => {
-                let n: usize = request
-                    .split('/')
-                    .nth(2)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
                 let body = std::fs::read(&paths[n % paths.len()])?;
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\nContent-Length: {}\r\n\r\n",
@@ -91,15 +92,21 @@ fn response(content_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let path = std::path::PathBuf::from(std::env::args().nth(1).expect("http_ceiling FILE|DIR"));
-    let bodies = if path.is_dir() {
-        let mut paths = files_under(&path);
-        paths.sort();
-        paths.truncate(100);
-        Bodies::Files(paths)
-    } else {
-        let body = std::fs::read(&path).expect("FILE");
-        Bodies::Memory(response("application/dicom", &body))
+    let usage = "http_ceiling memory|read DIR";
+    let mode = std::env::args().nth(1).expect(usage);
+    let dir = std::path::PathBuf::from(std::env::args().nth(2).expect(usage));
+    let mut paths = files_under(&dir);
+    paths.sort();
+    paths.truncate(100);
+    let bodies = match mode.as_str() {
+        "memory" => Bodies::Memory(
+            paths
+                .iter()
+                .map(|p| response("application/dicom", &std::fs::read(p).expect("a file")))
+                .collect(),
+        ),
+        "read" => Bodies::Files(paths),
+        _ => panic!("{usage}"),
     };
     let bodies = Arc::new(bodies);
     let ids: Vec<String> = (0..100).map(|i| format!("{i}")).collect();

@@ -166,19 +166,22 @@ pub fn router(state: AppState) -> Router {
             body_timeout,
         ))
         .layer(compression())
-        .layer(cors(&state.settings.cors_allowed_origins))
+        .layer(tower::util::option_layer(cors(
+            &state.settings.cors_allowed_origins,
+        )))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// CORS for the origins `cors_allowed_origins` names (none by default: the layer then adds
-/// nothing). Outside authentication, so that preflight requests, which carry no credentials,
-/// are answered. Listed origins may send credentials; `*` may not.
-fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+/// CORS for the origins `cors_allowed_origins` names; none by default, and then no layer at
+/// all (an empty `CorsLayer` still adds `Vary: origin` to every answer). Outside
+/// authentication, so that preflight requests, which carry no credentials, are answered.
+/// Listed origins may send credentials; `*` may not.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use axum::http::{HeaderName, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     if origins.is_empty() {
-        return CorsLayer::new();
+        return None;
     }
     let layer = CorsLayer::new()
         .allow_methods([
@@ -205,15 +208,17 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         ])
         .max_age(Duration::from_secs(3600));
     if origins.iter().any(|o| o == "*") {
-        return layer.allow_origin(AllowOrigin::any());
+        return Some(layer.allow_origin(AllowOrigin::any()));
     }
     let listed: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
         .collect();
-    layer
-        .allow_origin(AllowOrigin::list(listed))
-        .allow_credentials(true)
+    Some(
+        layer
+            .allow_origin(AllowOrigin::list(listed))
+            .allow_credentials(true),
+    )
 }
 
 /// gzip for text the client accepts it for (JSON answers, the UI's scripts and styles):

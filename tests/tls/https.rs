@@ -76,6 +76,8 @@ async fn https_with_the_self_signed_certificate() {
     ] {
         assert!(head.contains(expected), "no {expected:?} in\n{head}");
     }
+    // No CORS origins are configured, so nothing varies by Origin.
+    assert!(!head.contains("vary: origin"), "{head}");
     let csp = head
         .lines()
         .find(|l| l.starts_with("content-security-policy:"))
