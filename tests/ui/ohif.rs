@@ -66,26 +66,28 @@ pub async fn run(work: &Path) {
         "the study page's OHIF link"
     );
 
-    // The viewer: metadata, then frames over WADO-RS, drawn on its canvas.
+    // The viewer: metadata, then frames over WADO-RS, drawn on its canvas. The viewport's
+    // canvas is the largest one on screen: cornerstone also keeps an off-screen canvas as
+    // large, which is not the one shown, and the layout may still move while OHIF settles,
+    // so the rectangle is looked up again before each look at the screen.
+    const VIEWPORT: &str = "const shown = [...document.querySelectorAll('canvas')]
+            .map(c => c.getBoundingClientRect())
+            .filter(r => r.width > 200 && r.height > 200 && r.left >= 0 && r.top >= 0
+                && r.right <= window.innerWidth && r.bottom <= window.innerHeight)
+            .sort((a, b) => b.width * b.height - a.width * a.height);
+        return shown.length ? [shown[0].left, shown[0].top, shown[0].width, shown[0].height] : null;";
     browser.goto(&server.url(&href)).await;
-    let rect = browser
-        .until(
-            "a slice drawn in OHIF's viewport",
-            "const c = [...document.querySelectorAll('canvas')]
-                .filter(c => c.width > 200 && c.height > 200)[0];
-             if (!c) return null;
-             const r = c.getBoundingClientRect();
-             return [r.left, r.top, r.width, r.height];",
-            vec![],
-        )
+    browser
+        .until("a viewport shown in OHIF", VIEWPORT, vec![])
         .await;
-    let rect: Vec<f64> = serde_json::from_value(rect).unwrap();
     // Drawing takes the frames' round trips and a software WebGL: wait until the viewport
     // shows an image (its pixels vary), or fail.
     let started = std::time::Instant::now();
     let shade_count = loop {
+        let rect: Option<Vec<f64>> =
+            serde_json::from_value(browser.js(VIEWPORT, vec![]).await).unwrap();
         let png = browser.client.screenshot().await.unwrap();
-        let shades = distinct_shades(&png, &rect);
+        let shades = rect.map_or(0, |rect| distinct_shades(&png, &rect));
         if shades > 32 || started.elapsed() > std::time::Duration::from_secs(60) {
             std::fs::write(work.join("ohif-viewer.png"), &png).unwrap();
             break shades;
