@@ -33,10 +33,7 @@ impl Bodies {
             Bodies::Memory(responses) => writer.write_all(&responses[n % responses.len()]),
             Bodies::Files(paths) => {
                 let body = std::fs::read(&paths[n % paths.len()])?;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                );
+                let head = head("application/dicom", body.len());
                 let mut parts = [
                     std::io::IoSlice::new(head.as_bytes()),
                     std::io::IoSlice::new(&body),
@@ -81,12 +78,12 @@ fn serve(stream: TcpStream, bodies: Arc<Bodies>, list: Arc<Vec<u8>>) -> std::io:
     }
 }
 
+fn head(content_type: &str, length: usize) -> String {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n")
+}
+
 fn response(content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut bytes = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut bytes = head(content_type, body.len()).into_bytes();
     bytes.extend_from_slice(body);
     bytes
 }
