@@ -4,7 +4,6 @@ the same way for orthweb and Orthanc (both speak Orthanc's REST), and prints one
 
     serve_client.py BASE_URL
         study ZIP: GET /studies/{id}/archive of the largest study, to the last byte;
-        listings: GET /instances (every ID) and GET /studies?expand, median of 30;
         rendered: GET /instances/{id}/frames/0/rendered (PNG) for 30 instances not rendered
         before.
 
@@ -14,7 +13,8 @@ the same way for orthweb and Orthanc (both speak Orthanc's REST), and prints one
         take turns, three passes of 100 each per turn, 20 turns, so that whatever the VM does
         meanwhile falls on all of them alike; per server: the median pass (instances/s, MB/s),
         and the server's CPU time (user + system, /proc/PID/stat) and the client's per
-        download, over all its passes.
+        download, over all its passes. In the same turns, after the passes: GET /instances
+        (every ID) and GET /studies?expand, 5 of each per turn, the median of all 100.
 """
 import http.client
 import json
@@ -62,7 +62,7 @@ def downloads(servers, turns=20, passes_per_turn=3):
         for i in ids:  # every file once beforehand: all serve from the page cache or their own
             get(conn, f"/instances/{i}/file")
         state[name] = {"conn": conn, "ids": ids, "pid": int(pid), "passes": [], "server": 0.0,
-                       "client": 0.0, "size": 0}
+                       "client": 0.0, "size": 0, "/instances": [], "/studies?expand": []}
     for _ in range(turns):
         for s in state.values():
             server0, client0 = cpu_seconds(s["pid"]), time.process_time()
@@ -72,13 +72,17 @@ def downloads(servers, turns=20, passes_per_turn=3):
                 s["passes"].append(time.perf_counter() - start)
             s["server"] += cpu_seconds(s["pid"]) - server0
             s["client"] += time.process_time() - client0
+            for listing in ("/instances", "/studies?expand"):
+                s[listing] += [timed(s["conn"], listing)[0] for _ in range(5)]
     result = {}
     for name, s in state.items():
         seconds, count = statistics.median(s["passes"]), len(s["passes"]) * len(s["ids"])
         result[name] = {"download_inst_s": len(s["ids"]) / seconds,
                         "download_mb_s": s["size"] / seconds / 1048576,
                         "server_cpu_us": s["server"] / count * 1e6,
-                        "client_cpu_us": s["client"] / count * 1e6}
+                        "client_cpu_us": s["client"] / count * 1e6,
+                        "list_instances_ms": statistics.median(s["/instances"]) * 1000,
+                        "studies_expand_ms": statistics.median(s["/studies?expand"]) * 1000}
     return result
 
 
@@ -92,12 +96,6 @@ def rest(url):
     result["zip_s"] = seconds
     result["zip_mb_s"] = size / seconds / 1048576
 
-    def median_ms(path, n=30):
-        timed(conn, path)  # warm-up
-        return statistics.median(timed(conn, path)[0] for _ in range(n)) * 1000
-
-    result["list_instances_ms"] = median_ms("/instances")
-    result["studies_expand_ms"] = median_ms("/studies?expand")
     renders = [timed(conn, f"/instances/{i}/frames/0/rendered", {"Accept": "image/png"})[0]
                for i in instances[-30:]]
     result["rendered_ms"] = statistics.median(renders) * 1000

@@ -458,7 +458,7 @@ impl Index {
         rows.iter()
             .map(|row| {
                 let resource = if expand {
-                    decode_resource(level, row)?
+                    decode_resource(level, row).map_err(IndexError::from)?
                 } else {
                     Resource {
                         level,

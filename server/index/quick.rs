@@ -1,10 +1,11 @@
-//! Point reads on SQLite answered on the caller's thread: an instance's file row for every
-//! download. sqlx runs each SQLite connection on a thread of its own, so a query through it is
+//! Reads on SQLite through rusqlite, on the caller's thread: an instance's file row for every
+//! download, resources by ID, and short listings. sqlx runs each SQLite connection on a thread of its own, so a query through it is
 //! a hand-off there and back, and a ping on the connection's return to the pool another: about
 //! 70 µs of a 330 µs keep-alive download here, where the read itself takes a few. rusqlite
-//! over the same SQLite library reads the row in place. Only lookups by primary key come this
-//! way (a few pages of a B-tree, in the page cache on a serving machine); anything that scans
-//! stays on sqlx. A reader that meets a lock (WAL recovery, a checkpoint) gives up at once and
+//! over the same SQLite library reads the row in place. Only short reads run on the caller's
+//! thread: lookups by primary key (a few pages of a B-tree, in the page cache on a serving
+//! machine) and listings that end within a few dozen rows; a longer one goes to the blocking
+//! pool, one hop there and back instead of one per row. A reader that meets a lock (WAL recovery, a checkpoint) gives up at once and
 //! the caller asks sqlx instead, which waits on its own thread.
 
 use std::path::PathBuf;
@@ -12,8 +13,18 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::StoredFile;
-use super::read::STORED_FILE;
+use super::read::{Columns, STORED_FILE, decode_resource, decode_stored_file};
+use super::{Level, Resource, StoredFile};
+
+impl Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, column: &str) -> rusqlite::Result<Option<String>> {
+        self.get(column)
+    }
+    fn int(&self, column: &str) -> rusqlite::Result<i64> {
+        self.get(column)
+    }
+}
 
 /// How many idle connections are kept; more are opened while more requests read at once.
 const KEEP: usize = 8;
@@ -68,16 +79,35 @@ impl QuickReads {
         self.with(|connection| {
             connection
                 .prepare_cached(STORED_FILE)?
-                .query_row([id], |row| {
-                    Ok(StoredFile {
-                        blob_key: row.get(0)?,
-                        size: row.get::<_, i64>(1)?.max(0) as u64,
-                        sha256: row.get(2)?,
-                        transfer_syntax_uid: row.get(3)?,
-                        has_pixel_data: row.get::<_, i64>(4)? != 0,
-                    })
-                })
+                .query_row([id], |row| decode_stored_file(row))
                 .optional()
+        })
+    }
+
+    /// The resources of `level` that `sql` selects (`read.rs`'s resource columns), with `$1`
+    /// bound to `id` when given; `None` once more than `budget` rows come (the caller reads
+    /// them elsewhere).
+    pub(super) fn resources(
+        &self,
+        level: Level,
+        sql: &str,
+        id: Option<&str>,
+        budget: usize,
+    ) -> rusqlite::Result<Option<Vec<Resource>>> {
+        self.with(|connection| {
+            let mut statement = connection.prepare_cached(sql)?;
+            let mut rows = match id {
+                Some(id) => statement.query([id])?,
+                None => statement.query(())?,
+            };
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                if found.len() == budget {
+                    return Ok(None);
+                }
+                found.push(decode_resource(level, row)?);
+            }
+            Ok(Some(found))
         })
     }
 }
@@ -85,8 +115,8 @@ impl QuickReads {
 #[cfg(test)]
 mod tests {
     use crate::config::OverwritePolicy;
-    use crate::index::Index;
     use crate::index::batch::tests::instance;
+    use crate::index::{Index, Level};
 
     /// The row read in place is the one sqlx reads, a committed write is seen by the next
     /// read, and an unknown ID is `None`.
@@ -120,5 +150,60 @@ mod tests {
             assert_eq!(read.blob_key, key);
         }
         assert!(index.stored_file("no-such-id").await.unwrap().is_none());
+
+        // Resources: by ID, every level listed, below and above an instance, all as sqlx
+        // reads them (the in-place path is taken: `quick` answers the same SQL).
+        let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        };
+        for level in [Level::Patient, Level::Study, Level::Series, Level::Instance] {
+            let listed = index.list_resources(level, 0, None).await.unwrap();
+            assert!(!listed.is_empty(), "{level:?}");
+            same(
+                &listed,
+                &through_sqlx.list_resources(level, 0, None).await.unwrap(),
+            );
+            let sql = format!(
+                "{} ORDER BY r.id",
+                super::super::read::select_resource(level)
+            );
+            same(
+                &listed,
+                &quick.resources(level, &sql, None, 9).unwrap().unwrap(),
+            );
+            // Over the budget: no answer here, the whole list elsewhere.
+            assert!(quick.resources(level, &sql, None, 0).unwrap().is_none());
+            let one = index.resource(level, &listed[0].id).await.unwrap();
+            assert!(one.is_some());
+            same(
+                &one,
+                &through_sqlx.resource(level, &listed[0].id).await.unwrap(),
+            );
+        }
+        assert!(
+            index
+                .resource(Level::Study, "nope")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let study = &index.list_resources(Level::Study, 0, None).await.unwrap()[0];
+        let below = index
+            .descendants(Level::Study, &study.id, Level::Instance)
+            .await
+            .unwrap();
+        assert_eq!(below.len(), 3);
+        same(
+            &below,
+            &through_sqlx
+                .descendants(Level::Study, &study.id, Level::Instance)
+                .await
+                .unwrap(),
+        );
+        let above = index
+            .ancestor(Level::Instance, &below[0].id, Level::Study)
+            .await
+            .unwrap();
+        assert_eq!(above.as_ref().map(|s| &s.id), Some(&study.id));
     }
 }

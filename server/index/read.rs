@@ -84,16 +84,36 @@ pub(super) fn select_resource(level: Level) -> String {
     format!("SELECT {columns} FROM {from}")
 }
 
-pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, IndexError> {
-    let tags = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, IndexError> {
-        let text: String = row.try_get(column)?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
+/// A row as the decoders below read it, from sqlx or (`quick.rs`) from rusqlite: one decoder
+/// for both.
+pub(super) trait Columns {
+    type Error;
+    fn text(&self, column: &str) -> Result<Option<String>, Self::Error>;
+    fn int(&self, column: &str) -> Result<i64, Self::Error>;
+}
+
+impl Columns for AnyRow {
+    type Error = sqlx::Error;
+    fn text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+}
+
+pub(super) fn decode_resource<R: Columns>(level: Level, row: &R) -> Result<Resource, R::Error> {
+    let text =
+        |column: &str| -> Result<String, R::Error> { Ok(row.text(column)?.unwrap_or_default()) };
+    let tags = |column: &str| -> Result<serde_json::Map<String, serde_json::Value>, R::Error> {
+        Ok(serde_json::from_str(&text(column)?).unwrap_or_default())
     };
-    let children: Option<String> = row.try_get("children")?;
+    let children = text("children")?;
     let children = children
+        .split(',')
         .filter(|c| !c.is_empty())
-        .map(|c| c.split(',').map(str::to_string).collect())
-        .unwrap_or_default();
+        .map(str::to_string)
+        .collect();
     let file = if level == Level::Instance {
         Some(decode_stored_file(row)?)
     } else {
@@ -101,13 +121,13 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
     };
     Ok(Resource {
         level,
-        id: row.try_get("id")?,
-        parent: row.try_get("parent")?,
+        id: text("id")?,
+        parent: text("parent")?,
         main_tags: tags("main_tags")?,
         patient_tags: (level == Level::Study)
             .then(|| tags("patient_tags"))
             .transpose()?,
-        last_update: row.try_get("last_update")?,
+        last_update: text("last_update")?,
         children,
         file,
     })
@@ -120,13 +140,13 @@ pub(super) fn decode_resource(level: Level, row: &AnyRow) -> Result<Resource, In
 pub(super) const STORED_FILE: &str = "SELECT blob_key, file_size, sha256, transfer_syntax_uid, \
      has_pixel_data FROM instances WHERE id = $1";
 
-fn decode_stored_file(row: &AnyRow) -> Result<StoredFile, IndexError> {
+pub(super) fn decode_stored_file<R: Columns>(row: &R) -> Result<StoredFile, R::Error> {
     Ok(StoredFile {
-        blob_key: row.try_get("blob_key")?,
-        size: row.try_get::<i64, _>("file_size")?.max(0) as u64,
-        sha256: row.try_get("sha256")?,
-        transfer_syntax_uid: row.try_get("transfer_syntax_uid")?,
-        has_pixel_data: row.try_get::<i64, _>("has_pixel_data")? != 0,
+        blob_key: row.text("blob_key")?.unwrap_or_default(),
+        size: row.int("file_size")?.max(0) as u64,
+        sha256: row.text("sha256")?.unwrap_or_default(),
+        transfer_syntax_uid: row.text("transfer_syntax_uid")?.unwrap_or_default(),
+        has_pixel_data: row.int("has_pixel_data")? != 0,
     })
 }
 
@@ -171,15 +191,61 @@ fn ancestor_id(level: Level, ancestor: Level) -> String {
     expr
 }
 
+/// Rows a listing may have to be read on the caller's thread: a few dozen row decodes, about
+/// 100 µs, within what a task may take between two awaits.
+const ROWS_IN_PLACE: usize = 32;
+
 impl Index {
     /// One resource, or `None` when the ID is unknown.
     pub async fn resource(&self, level: Level, id: &str) -> Result<Option<Resource>, IndexError> {
         let sql = format!("{} WHERE r.id = $1", select_resource(level));
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *self.pool.acquire().await?)
-            .await?;
-        row.map(|row| decode_resource(level, &row)).transpose()
+        let found = self.read_resources(level, sql, Some(id), true).await?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The resources `sql` selects (`level`'s resource columns; `$1` bound to `id` when given).
+    /// SQLite reads them in place (`quick.rs`): on the caller's thread while they are few (and
+    /// `in_place`, false where an offset may skip many rows first), else on the blocking pool,
+    /// one hop there and back each where sqlx hands over every row (`/studies?expand` of 4
+    /// studies: 5 thread switches and 280 µs of CPU through sqlx, 1 and 140 µs in place).
+    async fn read_resources(
+        &self,
+        level: Level,
+        sql: String,
+        id: Option<&str>,
+        in_place: bool,
+    ) -> Result<Vec<Resource>, IndexError> {
+        if let Some(quick) = &self.quick {
+            let read = match in_place {
+                true => quick.resources(level, &sql, id, ROWS_IN_PLACE),
+                false => Ok(None),
+            };
+            let read = match read {
+                Ok(None) => {
+                    let (quick, sql, id) = (quick.clone(), sql.clone(), id.map(str::to_string));
+                    tokio::task::spawn_blocking(move || {
+                        quick.resources(level, &sql, id.as_deref(), usize::MAX)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|read| read.map_err(|e| e.to_string()))
+                }
+                read => read.map_err(|e| e.to_string()),
+            };
+            match read {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "quick read failed; asking sqlx"),
+            }
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&mut *self.pool.acquire().await?).await?;
+        let found: Result<Vec<Resource>, sqlx::Error> =
+            rows.iter().map(|row| decode_resource(level, row)).collect();
+        Ok(found?)
     }
 
     /// An instance's stored file alone, or `None` when the ID is unknown: what a download
@@ -195,7 +261,7 @@ impl Index {
             .bind(id)
             .fetch_optional(&mut *self.pool.acquire().await?)
             .await?;
-        row.map(|row| decode_stored_file(&row)).transpose()
+        Ok(row.map(|row| decode_stored_file(&row)).transpose()?)
     }
 
     /// IDs of a level, in ID order, skipping `since` and returning at most `limit`, as a JSON
@@ -236,10 +302,7 @@ impl Index {
             select_resource(level),
             page_clause(since, limit)
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut *self.pool.acquire().await?)
-            .await?;
-        rows.iter().map(|row| decode_resource(level, row)).collect()
+        self.read_resources(level, sql, None, since == 0).await
     }
 
     /// Every resource of `level` under the resource `ancestor`/`id`, in ID order.
@@ -254,11 +317,7 @@ impl Index {
             select_resource(level),
             under(level, ancestor, "r")
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_all(&mut *self.pool.acquire().await?)
-            .await?;
-        rows.iter().map(|row| decode_resource(level, row)).collect()
+        self.read_resources(level, sql, Some(id), true).await
     }
 
     /// The resource of level `ancestor` above `level`/`id`, or `None` when `id` is unknown.
@@ -273,11 +332,8 @@ impl Index {
             select_resource(ancestor),
             ancestor_id(level, ancestor)
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *self.pool.acquire().await?)
-            .await?;
-        row.map(|row| decode_resource(ancestor, &row)).transpose()
+        let found = self.read_resources(ancestor, sql, Some(id), true).await?;
+        Ok(found.into_iter().next())
     }
 
     /// Counts and total file size under a resource (the resource itself included).
