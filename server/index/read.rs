@@ -302,7 +302,10 @@ impl Index {
             select_resource(level),
             page_clause(since, limit)
         );
-        self.read_resources(level, sql, None, since == 0).await
+        // A page that skips rows or asks for more than fit in place goes to the blocking pool
+        // at once, rather than after a first try.
+        let in_place = since == 0 && limit.is_none_or(|l| l <= ROWS_IN_PLACE as u64);
+        self.read_resources(level, sql, None, in_place).await
     }
 
     /// Every resource of `level` under the resource `ancestor`/`id`, in ID order.
