@@ -2,8 +2,8 @@
 //! sniffing, no referrer, and HSTS when the site is served over HTTPS. A download
 //! (`Content-Disposition: attachment`) gets only the last two: a browser saves it and never
 //! renders it, so a policy for documents has nothing to act on there, and each header costs a
-//! client that pulls files one by one time to parse (~1.5 µs each for Python's `http.client`,
-//! a few percent of a kept-alive download).
+//! client that pulls files one by one time to parse (about 2 µs each for Python's
+//! `http.client`, a few percent of a kept-alive download).
 
 use axum::Router;
 use axum::extract::State;

@@ -1,12 +1,13 @@
 //! Reads on SQLite through rusqlite, on the caller's thread: an instance's file row for every
-//! download, resources by ID, and short listings. sqlx runs each SQLite connection on a thread of its own, so a query through it is
-//! a hand-off there and back, and a ping on the connection's return to the pool another: about
-//! 70 µs of a 330 µs keep-alive download here, where the read itself takes a few. rusqlite
-//! over the same SQLite library reads the row in place. Only short reads run on the caller's
-//! thread: lookups by primary key (a few pages of a B-tree, in the page cache on a serving
-//! machine) and listings that end within a few dozen rows; a longer one goes to the blocking
-//! pool, one hop there and back instead of one per row. A reader that meets a lock (WAL recovery, a checkpoint) gives up at once and
-//! the caller asks sqlx instead, which waits on its own thread.
+//! download, resources by ID, and short listings. sqlx runs each SQLite connection on a thread
+//! of its own, so a query through it is a hand-off there and back, and a ping on the
+//! connection's return to the pool another: about 70 µs of a 330 µs keep-alive download here,
+//! where the read itself takes a few. rusqlite over the same SQLite library reads the row in
+//! place. Only short reads run on the caller's thread: lookups by primary key (a few pages of a
+//! B-tree, in the page cache on a serving machine) and listings that end within a few dozen
+//! rows; a longer one goes to the blocking pool, one hop there and back instead of one per
+//! row. A reader that meets a lock (WAL recovery, a checkpoint) gives up at once and the
+//! caller asks sqlx instead, which waits on its own thread.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -165,7 +166,7 @@ mod tests {
             );
             let sql = format!(
                 "{} ORDER BY r.id",
-                super::super::read::select_resource(level)
+                crate::index::read::select_resource(level)
             );
             same(
                 &listed,

@@ -195,17 +195,26 @@ fn ancestor_id(level: Level, ancestor: Level) -> String {
 /// 100 µs, within what a task may take between two awaits.
 const ROWS_IN_PLACE: usize = 32;
 
+/// Whether a resource row of `level` is short enough to read on the caller's thread: each row
+/// aggregates its children's IDs, and a series may have thousands of instances (milliseconds of
+/// SQLite work), where a patient has a few studies and a study a few series.
+fn few_children(level: Level) -> bool {
+    level != Level::Series
+}
+
 impl Index {
     /// One resource, or `None` when the ID is unknown.
     pub async fn resource(&self, level: Level, id: &str) -> Result<Option<Resource>, IndexError> {
         let sql = format!("{} WHERE r.id = $1", select_resource(level));
-        let found = self.read_resources(level, sql, Some(id), true).await?;
+        let found = self
+            .read_resources(level, sql, Some(id), few_children(level))
+            .await?;
         Ok(found.into_iter().next())
     }
 
     /// The resources `sql` selects (`level`'s resource columns; `$1` bound to `id` when given).
     /// SQLite reads them in place (`quick.rs`): on the caller's thread while they are few (and
-    /// `in_place`, false where an offset may skip many rows first), else on the blocking pool,
+    /// `in_place`, false where the rows may be many or long), else on the blocking pool,
     /// one hop there and back each where sqlx hands over every row (`/studies?expand` of 4
     /// studies: 5 thread switches and 280 µs of CPU through sqlx, 1 and 140 µs in place).
     async fn read_resources(
@@ -216,25 +225,29 @@ impl Index {
         in_place: bool,
     ) -> Result<Vec<Resource>, IndexError> {
         if let Some(quick) = &self.quick {
-            let read = match in_place {
+            let first = match in_place {
                 true => quick.resources(level, &sql, id, ROWS_IN_PLACE),
                 false => Ok(None),
             };
-            let read = match read {
+            let read = match first {
+                Ok(Some(found)) => Ok(found),
                 Ok(None) => {
                     let (quick, sql, id) = (quick.clone(), sql.clone(), id.map(str::to_string));
+                    // Without a budget every row comes: `None` cannot.
                     tokio::task::spawn_blocking(move || {
                         quick.resources(level, &sql, id.as_deref(), usize::MAX)
                     })
                     .await
                     .map_err(|e| e.to_string())
-                    .and_then(|read| read.map_err(|e| e.to_string()))
+                    .and_then(|read| {
+                        read.map(Option::unwrap_or_default)
+                            .map_err(|e| e.to_string())
+                    })
                 }
-                read => read.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             };
             match read {
-                Ok(Some(found)) => return Ok(found),
-                Ok(None) => {}
+                Ok(found) => return Ok(found),
                 Err(e) => tracing::debug!(error = %e, "quick read failed; asking sqlx"),
             }
         }
@@ -335,7 +348,9 @@ impl Index {
             select_resource(ancestor),
             ancestor_id(level, ancestor)
         );
-        let found = self.read_resources(ancestor, sql, Some(id), true).await?;
+        let found = self
+            .read_resources(ancestor, sql, Some(id), few_children(ancestor))
+            .await?;
         Ok(found.into_iter().next())
     }
 
