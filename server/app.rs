@@ -147,7 +147,7 @@ impl Application {
             ),
             _ => None,
         };
-        let state = AppState {
+        let state = AppState::new(crate::http::Services {
             dicom_port: dicom
                 .local_addr()
                 .or(dicom.tls_addr())
@@ -163,7 +163,7 @@ impl Application {
             blobs,
             ingest,
             auth,
-        };
+        });
         Ok(Application {
             dicom,
             http,
