@@ -292,7 +292,11 @@ impl Index {
             page_clause(since, limit)
         );
         let sql = match self.backend {
-            Backend::Sqlite => format!("SELECT json_group_array(id ORDER BY id) FROM ({page})"),
+            // The subquery runs as a co-routine over the primary key, so the array gets the
+            // IDs in its order; an ORDER BY in the aggregate sorted them again in a temporary
+            // b-tree (`GET /instances` of 1,000: 0.57–0.60 ms before, 0.34–0.38 without). A test
+            // holds the order.
+            Backend::Sqlite => format!("SELECT json_group_array(id) FROM ({page})"),
             Backend::Postgres => {
                 format!("SELECT COALESCE(json_agg(id ORDER BY id), '[]')::text FROM ({page}) p")
             }

@@ -189,6 +189,11 @@ pub async fn listing_and_paging(api: &Api, corpus: &Corpus) {
         let base = format!("/{}", level.plural());
         let sorted = corpus.ids(level);
 
+        assert_eq!(
+            strings(&api.json(&base).await),
+            sorted,
+            "GET {base}: every ID, in ID order"
+        );
         let expanded = api.json(&format!("{base}?expand")).await;
         let listed = ids_of(&expanded);
         assert_eq!(set(&listed), set(&sorted), "GET {base}?expand");
