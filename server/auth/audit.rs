@@ -1,7 +1,7 @@
 //! The audit trail's writer: each audited request becomes an event, logged at once (target
-//! `audit`; reads at debug level) and handed to one task that writes events to the index in batches, so that a GET
-//! waits for no database write. A batch goes out 100 ms after its first event (written 200
-//! events at a time), or at once when a flush is asked for.
+//! `audit`; reads at debug level) and handed to one task that writes events to the index in
+//! batches, so that a GET waits for no database write. A batch goes out 100 ms after its first
+//! event (written 200 events at a time), or at once when a flush is asked for.
 //!
 //! On shutdown the server flushes what is queued; events still queued when the process is
 //! killed are in the log but not in the index (reads only with `audit=debug` logging).
