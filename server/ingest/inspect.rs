@@ -154,8 +154,11 @@ fn read_meta<S: Source>(source: &S) -> Result<(u64, String), InspectError> {
         return Err(InspectError::Truncated(128 + group.len() as u64));
     }
     let meta = parse_meta(&group).map_err(malformed)?;
-    // Preamble, magic, the group length element itself, then the group.
-    let offset = 128 + 4 + 12 + u64::from(meta.information_group_length);
+    // Preamble, magic, the group length element itself, then the group as declared: that is
+    // where dicom-object's reader stops. Not `meta.information_group_length`, which
+    // dicom-object recomputes from the decoded values (a version name with bytes outside
+    // ASCII re-encodes longer) and would start the walk past where the parser starts.
+    let offset = 128 + 4 + 12 + u64::from(group_length);
     Ok((offset, trim(meta.transfer_syntax()).to_string()))
 }
 
@@ -329,6 +332,30 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(check_meta_lengths(&element).is_err());
+    }
+
+    #[test]
+    fn the_data_set_starts_where_the_declared_group_ends() {
+        // Found by the part10 fuzz target: an implementation version name of bytes outside
+        // ASCII, which dicom-object decodes to U+FFFD and counts again, three bytes each, in
+        // the group length it recomputes. The walk started there, past where the parser
+        // starts, and passed a data set whose first header (to the parser) claimed 924 MB.
+        let mut bytes = ct_file();
+        let name = bytes
+            .windows(4)
+            .position(|w| w == [0x02, 0x00, 0x13, 0x00])
+            .expect("a version name");
+        let len = u16::from_le_bytes([bytes[name + 6], bytes[name + 7]]) as usize;
+        bytes[name + 8..name + 8 + len].fill(0xC9);
+        let declared = u32::from_le_bytes(bytes[140..144].try_into().unwrap());
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+        let (offset, _) = read_meta(&file.path()).unwrap();
+        assert_eq!(offset, 144 + u64::from(declared));
+        assert_eq!(
+            inspect(file.path(), None).unwrap().sop_instance_uid,
+            "1.2.3.4.5"
+        );
     }
 
     #[test]
