@@ -30,7 +30,13 @@ pub(crate) fn check(
         return Ok(());
     }
     let pixels = value(tags::ROWS, 0).saturating_mul(value(tags::COLUMNS, 0));
-    let samples = value(tags::SAMPLES_PER_PIXEL, 1).clamp(1, 4);
+    // The decoders size the frame from Samples per Pixel as it is: with 0, the JPEG one writes
+    // its image into an empty buffer.
+    let samples = value(tags::SAMPLES_PER_PIXEL, 1);
+    if samples == 0 {
+        return Err(RenderError::Corrupt("Samples per Pixel is 0".into()));
+    }
+    let samples = samples.min(4);
     match ts {
         uids::RLE_LOSSLESS => match fragments.first() {
             Some(fragment) => rle_frame(fragment, (samples * allocated / 8) as usize, pixels),
@@ -174,6 +180,32 @@ mod tests {
         assert!(jpeg_frame(&stream, 23).is_err());
         // A header the decoder cannot read is its to refuse.
         jpeg_frame(&stream[..10], 0).unwrap();
+    }
+
+    #[test]
+    fn frames_of_no_samples_per_pixel_are_refused() {
+        // Found by the part10 fuzz target: Samples per Pixel 0 gave the JPEG decoder a frame
+        // buffer of 0 bytes to copy its 64 into.
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        let mut stream = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut stream)
+            .encode(&[128u8; 8 * 8], 8, 8, image::ExtendedColorType::L8)
+            .unwrap();
+        let dataset = |samples: u16| {
+            let mut dataset = InMemDicomObject::new_empty();
+            for (tag, value) in [
+                (tags::ROWS, 8),
+                (tags::COLUMNS, 8),
+                (tags::BITS_ALLOCATED, 8),
+                (tags::SAMPLES_PER_PIXEL, samples),
+            ] {
+                dataset.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+            }
+            dataset
+        };
+        let fragments = [stream];
+        check(uids::JPEG_BASELINE8_BIT, &dataset(1), &fragments).unwrap();
+        assert!(check(uids::JPEG_BASELINE8_BIT, &dataset(0), &fragments).is_err());
     }
 
     #[test]
