@@ -167,18 +167,34 @@ fn walk_reader<'a>(
         }
         let end = header.len.get().map(|len| value_at + u64::from(len));
         let inside = open.last().map(|o| &o.kind);
+        // Each header only where PS3.5 7.5 puts it. dicom-parser reads a misplaced one as
+        // something else (a sequence delimiter inside an item as an element, its length as a
+        // value's), and from there on the two would disagree on where headers are.
         match header.tag {
-            ITEM_DELIMITER | SEQUENCE_DELIMITER => match open.pop() {
-                Some(Open { end: None, .. }) => {}
-                _ => return Err(malformed("unexpected delimiter".into(), before)),
-            },
-            ITEM if inside == Some(&Kind::Fragments) => {
-                skip(&mut decoder, &header, &tapped, data_offset)?
+            ITEM_DELIMITER | SEQUENCE_DELIMITER => {
+                let closes = |kind: &Kind| match header.tag {
+                    ITEM_DELIMITER => *kind == Kind::Item,
+                    _ => *kind != Kind::Item,
+                };
+                match open.pop() {
+                    Some(Open { kind, end: None }) if closes(&kind) => {}
+                    _ => return Err(malformed(format!("unexpected {}", header.tag), before)),
+                }
             }
-            ITEM => open.push(Open {
-                kind: Kind::Item,
-                end,
-            }),
+            ITEM => match inside {
+                Some(Kind::Fragments) => skip(&mut decoder, &header, &tapped, data_offset)?,
+                Some(Kind::Sequence) => open.push(Open {
+                    kind: Kind::Item,
+                    end,
+                }),
+                _ => return Err(malformed("an item outside a sequence".into(), before)),
+            },
+            tag if matches!(inside, Some(Kind::Sequence | Kind::Fragments)) => {
+                return Err(malformed(
+                    format!("element {tag} where a sequence's item belongs"),
+                    before,
+                ));
+            }
             _ => {
                 let vr = if explicit {
                     let raw_vr = raw_vr(tapped.tail.get(), value_at - before);
@@ -347,6 +363,49 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn items_and_delimiters_only_where_they_belong() {
+        let ts = entries::EXPLICIT_VR_LITTLE_ENDIAN.uid();
+        // Item and delimiter headers: a tag and a 32-bit length, no VR.
+        let marker = |tag: Tag, len: u32| {
+            let mut bytes = [tag.group().to_le_bytes(), tag.element().to_le_bytes()].concat();
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes
+        };
+        let sequence = [
+            tags::REFERENCED_IMAGE_SEQUENCE.group().to_le_bytes(),
+            tags::REFERENCED_IMAGE_SEQUENCE.element().to_le_bytes(),
+        ]
+        .concat()
+        .into_iter()
+        .chain(*b"SQ\0\0")
+        .chain(u32::MAX.to_le_bytes())
+        .collect::<Vec<u8>>();
+        // (0008,1150) UI, a 16-bit length.
+        let element = [&[0x08, 0x00, 0x50, 0x11], &b"UI"[..], &[8, 0], b"1.2.3.4\0"].concat();
+        let item = marker(ITEM, u32::MAX);
+        let item_end = marker(ITEM_DELIMITER, 0);
+        let sequence_end = marker(SEQUENCE_DELIMITER, 0);
+        let good: Vec<u8> = [&sequence[..], &item, &element, &item_end, &sequence_end].concat();
+        assert!(!walked(&good, ts).unwrap());
+        let refused = |parts: &[&[u8]]| match walked(&parts.concat(), ts) {
+            Err(InspectError::Malformed(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        // Found by the part10 fuzz target: a sequence delimiter (of length 64) closing an
+        // item, which dicom-parser reads as an element of 64 bytes, and then a header from
+        // the middle of a value, claiming 808 MB.
+        let odd_end = marker(SEQUENCE_DELIMITER, 64);
+        let message = refused(&[&sequence, &item, &element, &odd_end, &sequence_end]);
+        assert!(message.contains("unexpected (FFFE,E0DD)"), "{message}");
+        let message = refused(&[&sequence, &element, &sequence_end]);
+        assert!(message.contains("where a sequence's item belongs"), "{message}");
+        let message = refused(&[&item, &element, &item_end]);
+        assert!(message.contains("an item outside a sequence"), "{message}");
+        let message = refused(&[&sequence, &item, &element, &sequence_end, &sequence_end]);
+        assert!(message.contains("unexpected"), "{message}");
     }
 
     #[test]
