@@ -401,7 +401,10 @@ mod tests {
         let message = refused(&[&sequence, &item, &element, &odd_end, &sequence_end]);
         assert!(message.contains("unexpected (FFFE,E0DD)"), "{message}");
         let message = refused(&[&sequence, &element, &sequence_end]);
-        assert!(message.contains("where a sequence's item belongs"), "{message}");
+        assert!(
+            message.contains("where a sequence's item belongs"),
+            "{message}"
+        );
         let message = refused(&[&item, &element, &item_end]);
         assert!(message.contains("an item outside a sequence"), "{message}");
         let message = refused(&[&sequence, &item, &element, &sequence_end, &sequence_end]);
