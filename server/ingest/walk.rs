@@ -171,16 +171,12 @@ fn walk_reader<'a>(
         // something else (a sequence delimiter inside an item as an element, its length as a
         // value's), and from there on the two would disagree on where headers are.
         match header.tag {
-            ITEM_DELIMITER | SEQUENCE_DELIMITER => {
-                let closes = |kind: &Kind| match header.tag {
-                    ITEM_DELIMITER => *kind == Kind::Item,
-                    _ => *kind != Kind::Item,
-                };
-                match open.pop() {
-                    Some(Open { kind, end: None }) if closes(&kind) => {}
-                    _ => return Err(malformed(format!("unexpected {}", header.tag), before)),
-                }
-            }
+            // An item delimiter closes an item; a sequence delimiter, a sequence or fragments.
+            ITEM_DELIMITER | SEQUENCE_DELIMITER => match open.pop() {
+                Some(Open { kind, end: None })
+                    if (kind == Kind::Item) == (header.tag == ITEM_DELIMITER) => {}
+                _ => return Err(malformed(format!("unexpected {}", header.tag), before)),
+            },
             ITEM => match inside {
                 Some(Kind::Fragments) => skip(&mut decoder, &header, &tapped, data_offset)?,
                 Some(Kind::Sequence) => open.push(Open {
@@ -368,27 +364,28 @@ mod tests {
     #[test]
     fn items_and_delimiters_only_where_they_belong() {
         let ts = entries::EXPLICIT_VR_LITTLE_ENDIAN.uid();
+        let tag = |tag: Tag| [tag.group().to_le_bytes(), tag.element().to_le_bytes()].concat();
         // Item and delimiter headers: a tag and a 32-bit length, no VR.
-        let marker = |tag: Tag, len: u32| {
-            let mut bytes = [tag.group().to_le_bytes(), tag.element().to_le_bytes()].concat();
-            bytes.extend_from_slice(&len.to_le_bytes());
-            bytes
-        };
+        let marker = |t: Tag, len: u32| [tag(t), len.to_le_bytes().to_vec()].concat();
+        let undefined = u32::MAX.to_le_bytes();
         let sequence = [
-            tags::REFERENCED_IMAGE_SEQUENCE.group().to_le_bytes(),
-            tags::REFERENCED_IMAGE_SEQUENCE.element().to_le_bytes(),
+            &tag(tags::REFERENCED_IMAGE_SEQUENCE)[..],
+            b"SQ\0\0",
+            &undefined,
         ]
-        .concat()
-        .into_iter()
-        .chain(*b"SQ\0\0")
-        .chain(u32::MAX.to_le_bytes())
-        .collect::<Vec<u8>>();
-        // (0008,1150) UI, a 16-bit length.
-        let element = [&[0x08, 0x00, 0x50, 0x11], &b"UI"[..], &[8, 0], b"1.2.3.4\0"].concat();
+        .concat();
+        // UI has a 16-bit length.
+        let element = [
+            &tag(tags::REFERENCED_SOP_CLASS_UID)[..],
+            b"UI",
+            &[8, 0],
+            b"1.2.3.4\0",
+        ]
+        .concat();
         let item = marker(ITEM, u32::MAX);
         let item_end = marker(ITEM_DELIMITER, 0);
         let sequence_end = marker(SEQUENCE_DELIMITER, 0);
-        let good: Vec<u8> = [&sequence[..], &item, &element, &item_end, &sequence_end].concat();
+        let good = [&sequence[..], &item, &element, &item_end, &sequence_end].concat();
         assert!(!walked(&good, ts).unwrap());
         let refused = |parts: &[&[u8]]| match walked(&parts.concat(), ts) {
             Err(InspectError::Malformed(message)) => message,

@@ -168,14 +168,25 @@ mod tests {
         bytes
     }
 
+    /// A JPEG stream of a `width`×`height` 8-bit gray image.
+    fn gray_jpeg(width: u32, height: u32) -> Vec<u8> {
+        let mut stream = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut stream)
+            .encode(
+                &vec![128u8; (width * height) as usize],
+                width,
+                height,
+                image::ExtendedColorType::L8,
+            )
+            .unwrap();
+        stream
+    }
+
     #[test]
     fn jpeg_images_larger_than_the_frame_are_refused() {
         // Found by the part10 fuzz target: a JPEG bigger than Rows × Columns, which the
         // decoder copied into the frame's buffer without checking.
-        let mut stream = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut stream)
-            .encode(&[128u8; 4 * 6], 4, 6, image::ExtendedColorType::L8)
-            .unwrap();
+        let stream = gray_jpeg(4, 6);
         jpeg_frame(&stream, 24).unwrap();
         assert!(jpeg_frame(&stream, 23).is_err());
         // A header the decoder cannot read is its to refuse.
@@ -187,10 +198,6 @@ mod tests {
         // Found by the part10 fuzz target: Samples per Pixel 0 gave the JPEG decoder a frame
         // buffer of 0 bytes to copy its 64 into.
         use dicom_core::{DataElement, PrimitiveValue, VR};
-        let mut stream = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut stream)
-            .encode(&[128u8; 8 * 8], 8, 8, image::ExtendedColorType::L8)
-            .unwrap();
         let dataset = |samples: u16| {
             let mut dataset = InMemDicomObject::new_empty();
             for (tag, value) in [
@@ -203,7 +210,7 @@ mod tests {
             }
             dataset
         };
-        let fragments = [stream];
+        let fragments = [gray_jpeg(8, 8)];
         check(uids::JPEG_BASELINE8_BIT, &dataset(1), &fragments).unwrap();
         assert!(check(uids::JPEG_BASELINE8_BIT, &dataset(0), &fragments).is_err());
     }
