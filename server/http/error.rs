@@ -142,6 +142,7 @@ impl ApiError {
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Tls(_),
             )
+            | IndexError::CommitUnknown(_)
             | IndexError::WriterStopped => ApiError::unavailable("index", error),
             _ => ApiError::internal(error),
         }

@@ -44,26 +44,38 @@ pub(super) async fn write(
     let [new_patients, new_studies, new_series, mut inserted] = created;
 
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut changed: Vec<&NewInstance> = Vec::with_capacity(batch.len());
     for (new, policy) in batch {
         // `remove`: a second copy of the same instance in this batch finds it stored.
-        let outcome = if inserted.remove(&new.ids.instance) {
-            StoreOutcome::Stored
-        } else {
-            match policy {
-                OverwritePolicy::Never => StoreOutcome::AlreadyStored,
-                OverwritePolicy::Always => replace(tx, backend, new).await?,
+        if inserted.remove(&new.ids.instance) {
+            outcomes.push(StoreOutcome::Stored);
+            changed.push(new);
+            continue;
+        }
+        let stored_key: String = sqlx::query(match policy {
+            OverwritePolicy::Never => "SELECT blob_key FROM instances WHERE id = $1",
+            OverwritePolicy::Always => backend.select_blob_for_update(),
+        })
+        .bind(&new.ids.instance)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("blob_key")?;
+        // Every receive writes a blob of its own key, so a row with this one is this very
+        // instance, committed by an earlier attempt whose answer was lost (see the commit loop).
+        if stored_key == new.blob_key {
+            outcomes.push(StoreOutcome::Stored);
+            continue;
+        }
+        outcomes.push(match policy {
+            OverwritePolicy::Never => StoreOutcome::AlreadyStored,
+            OverwritePolicy::Always => {
+                changed.push(new);
+                replace(tx, new, stored_key).await?
             }
-        };
-        outcomes.push(outcome);
+        });
     }
 
     // Existing ancestors of what changed move their `last_update` forward.
-    let changed: Vec<&NewInstance> = news
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| **outcome != StoreOutcome::AlreadyStored)
-        .map(|(new, _)| *new)
-        .collect();
     let mut updates = Script::new(backend);
     write_metadata(&mut updates, &changed)?;
     if let Some(at) = changed.iter().map(|n| n.received_at.as_str()).max() {
@@ -282,17 +294,13 @@ fn bind_instance(args: &mut AnyArguments, new: &NewInstance) -> Result<(), Index
     Ok(())
 }
 
-/// Replaces a stored copy (overwrite policy `always`), queueing its blob for deletion.
+/// Replaces a stored copy (overwrite policy `always`) whose blob is `old_blob_key`, queueing
+/// that blob for deletion.
 async fn replace(
     tx: &mut Transaction<'static, Any>,
-    backend: Backend,
     new: &NewInstance,
+    old_blob_key: String,
 ) -> Result<StoreOutcome, IndexError> {
-    let old_blob_key: String = sqlx::query(backend.select_blob_for_update())
-        .bind(&new.ids.instance)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("blob_key")?;
     let mut args = AnyArguments::default();
     bind_instance(&mut args, new)?;
     sqlx::query_with(REPLACE_INSTANCE, args)
@@ -400,9 +408,19 @@ pub(crate) mod tests {
         let a1 = instance("P1", "1.1", "1.1.1", "1.1.1.1", "20260101T000000");
         let a2 = instance("P1", "1.1", "1.1.1", "1.1.1.2", "20260101T000001");
         let b1 = instance("P2", "2.1", "2.1.1", "2.1.1.1", "20260101T000002");
+        // Each receive writes a blob of its own key.
+        let copy = |new: &NewInstance| NewInstance {
+            blob_key: format!("copy-{}", new.blob_key),
+            ..new.clone()
+        };
         let outcomes = write_batch(
             &index,
-            &[(&a1, never), (&a1, never), (&a2, never), (&b1, never)],
+            &[
+                (&a1, never),
+                (&copy(&a1), never),
+                (&a2, never),
+                (&b1, never),
+            ],
         )
         .await;
         use StoreOutcome::*;
@@ -428,7 +446,7 @@ pub(crate) mod tests {
         // A later batch: the existing ancestors are touched, not created again; a copy of a
         // stored instance changes nothing.
         let a3 = instance("P1", "1.1", "1.1.1", "1.1.1.3", "20260102T000000");
-        let outcomes = write_batch(&index, &[(&a2, never), (&a3, never)]).await;
+        let outcomes = write_batch(&index, &[(&copy(&a2), never), (&a3, never)]).await;
         assert_eq!(outcomes, [AlreadyStored, Stored]);
         assert_eq!(changes(&index).await.len(), logged.len() + 1);
         let last_update: String = sqlx::query("SELECT last_update FROM series WHERE id = $1")
@@ -447,14 +465,37 @@ pub(crate) mod tests {
         assert_eq!(untouched, "20260101T000002");
 
         // Overwrite `always`: the second copy replaces the first, its blob queued for deletion.
-        let mut copy = a3.clone();
-        copy.blob_key = "copy.dcm".into();
-        let outcomes = write_batch(&index, &[(&copy, OverwritePolicy::Always)]).await;
+        let outcomes = write_batch(&index, &[(&copy(&a3), OverwritePolicy::Always)]).await;
         assert_eq!(
             outcomes,
             [Replaced {
                 old_blob_key: "1.1.1.3.dcm".into()
             }]
         );
+    }
+
+    /// A batch written again after its commit went through unanswered (a connection lost
+    /// with the COMMIT sent): each instance is found as its own, stored, under either
+    /// policy, with nothing logged, replaced or queued for deletion a second time.
+    #[tokio::test]
+    async fn a_batch_written_again_finds_its_own_committed_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("index.sqlite").display());
+        let index = Index::open(&url).await.unwrap();
+        let a1 = instance("P1", "1.1", "1.1.1", "1.1.1.1", "20260101T000000");
+        let a2 = instance("P1", "1.1", "1.1.1", "1.1.1.2", "20260101T000001");
+        for policy in [OverwritePolicy::Never, OverwritePolicy::Always] {
+            write_batch(&index, &[(&a1, policy), (&a2, policy)]).await;
+            let logged = changes(&index).await;
+            let outcomes = write_batch(&index, &[(&a1, policy), (&a2, policy)]).await;
+            assert_eq!(outcomes, [StoreOutcome::Stored, StoreOutcome::Stored]);
+            assert_eq!(changes(&index).await, logged, "nothing logged again");
+            let queued: i64 = sqlx::query("SELECT COUNT(*) AS n FROM blob_deletions")
+                .fetch_one(&index.pool.inner)
+                .await
+                .unwrap()
+                .get("n");
+            assert_eq!(queued, 0, "no blob of theirs queued for deletion");
+        }
     }
 }

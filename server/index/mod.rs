@@ -67,6 +67,17 @@ pub enum IndexError {
     /// The instance's file could not be made durable, so its rows were not committed.
     #[error("the instance's file was not stored")]
     BlobNotStored,
+    /// The connection failed while the transaction was being committed: it may have
+    /// committed. Its rows may point at its file, which must therefore stay.
+    #[error("commit outcome unknown: {0}")]
+    CommitUnknown(Box<IndexError>),
+}
+
+impl IndexError {
+    /// Whether the write may have committed although it failed (see `CommitUnknown`).
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, IndexError::CommitUnknown(_))
+    }
 }
 
 impl From<sqlx::Error> for IndexError {

@@ -79,6 +79,12 @@ mod tests {
         new
     }
 
+    /// Another receive of `new`'s instance, so with a blob of its own.
+    fn copy(mut new: NewInstance, size: u64) -> NewInstance {
+        new.blob_key = format!("copy-{}", new.blob_key);
+        sized(new, size)
+    }
+
     /// The counters follow stores (concurrent, so batched, with a second copy), a replaced
     /// copy of another size and deletions at every level; reading them scans no level table.
     #[tokio::test]
@@ -94,7 +100,7 @@ mod tests {
             sized(instance("P1", "1.2", "1.2.1", "1.2.1.1", at), 400),
             sized(instance("P2", "2.1", "2.1.1", "2.1.1.1", at), 500),
             // A second copy, in the same batch or the next: not counted.
-            sized(instance("P1", "1.1", "1.1.1", "1.1.1.1", at), 999),
+            copy(instance("P1", "1.1", "1.1.1", "1.1.1.1", at), 999),
         ];
         let stores = news.iter().map(|new| {
             let index = index.clone();
@@ -115,9 +121,9 @@ mod tests {
         assert_eq!(counted(&index).await, want);
 
         // A replaced copy changes the size only.
-        let copy = sized(instance("P1", "1.1", "1.1.1", "1.1.1.2", at), 250);
+        let replacement = copy(instance("P1", "1.1", "1.1.1", "1.1.1.2", at), 250);
         let outcome = index
-            .store_instance(copy, OverwritePolicy::Always)
+            .store_instance(replacement, OverwritePolicy::Always)
             .await
             .unwrap();
         assert!(matches!(outcome, StoreOutcome::Replaced { .. }));

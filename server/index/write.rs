@@ -161,9 +161,16 @@ async fn commit_loop(writer: Pool, backend: Backend, mut queue: mpsc::Receiver<J
                     let _ = job.reply.send(Ok(outcome));
                 }
             }
-            Err(_) if jobs.len() > 1 => {
+            Err(e) if jobs.len() > 1 || e.may_have_committed() => {
                 // Something in the batch failed: retry one by one, so that each caller gets
-                // its own answer and one bad row cannot fail the others.
+                // its own answer and one bad row cannot fail the others. After a commit whose
+                // answer was lost, the retry finds the rows that did commit as its own
+                // (`batch::write`); if it cannot tell, the outcome stays unknown.
+                let unknown = e.may_have_committed();
+                if unknown {
+                    let batch = jobs.len();
+                    tracing::warn!(batch, error = %e, "commit outcome unknown: writing again");
+                }
                 for mut job in jobs {
                     if matches!(job.stored, Stored::No) {
                         let _ = job.reply.send(Err(IndexError::BlobNotStored));
@@ -171,7 +178,12 @@ async fn commit_loop(writer: Pool, backend: Backend, mut queue: mpsc::Receiver<J
                     }
                     let result = write_batch(&writer, backend, std::slice::from_mut(&mut job))
                         .await
-                        .map(|mut outcomes| outcomes.remove(0));
+                        .map(|mut outcomes| outcomes.remove(0))
+                        .map_err(|retry| match retry {
+                            IndexError::CommitUnknown(_) => retry,
+                            other if unknown => IndexError::CommitUnknown(Box::new(other)),
+                            other => other,
+                        });
                     let _ = job.reply.send(result);
                 }
             }
@@ -206,7 +218,13 @@ async fn write_batch(
         Ok(())
     };
     let outcomes = batch::write(&mut tx, backend, &batch, all_stored).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(|e| match e {
+        // The database answered: the transaction did not commit.
+        sqlx::Error::Database(_) => IndexError::Database(e),
+        // The connection broke with the COMMIT sent (a server restart, a failover): it may
+        // have committed.
+        other => IndexError::CommitUnknown(Box::new(IndexError::Database(other))),
+    })?;
     Ok(outcomes)
 }
 

@@ -221,6 +221,12 @@ impl Ingest {
                 self.delete_quietly(&blob_key).await;
                 return Err(e.into());
             }
+            (Ok(()), Err(IngestError::Index(e))) if e.may_have_committed() => {
+                // A row may point at the blob: it stays. If none does, it is an orphan for
+                // `orthweb verify --repair`; the sender was refused and still has the instance.
+                tracing::warn!(blob = %blob_key, error = %e, "commit outcome unknown: blob kept");
+                return Err(IngestError::Index(e));
+            }
             (Ok(()), Err(e)) => {
                 self.delete_quietly(&blob_key).await;
                 return Err(e);

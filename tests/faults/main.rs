@@ -9,6 +9,7 @@
 //! - [`clients`]: silent, slow and too many clients, on the DICOM and HTTP ports;
 //! - [`duplicates`]: the same instance sent again;
 //! - [`outages`]: the database, the bucket or the blob folder going away;
+//! - [`lost_commit`]: a COMMIT whose answer never comes back;
 //! - [`crash`]: `kill -9` in the middle of a send;
 //! - [`verify`]: `orthweb verify` finding and repairing what crashes and damaged disks leave.
 //!
@@ -25,6 +26,7 @@ mod clients;
 mod crash;
 mod datasets;
 mod duplicates;
+mod lost_commit;
 mod outages;
 mod protocol;
 mod verify;

@@ -70,12 +70,25 @@ impl Site {
 
     /// PostgreSQL + S3.
     pub fn cloud(pg: &PgCluster, s3: &S3Server, db: &str, config: ServerConfig) -> Site {
+        Site::cloud_through(pg, s3, db, pg.port(), config)
+    }
+
+    /// PostgreSQL + S3, the server reaching PostgreSQL through `port` on 127.0.0.1 (a relay);
+    /// the site's own looks at the index go straight to PostgreSQL.
+    pub fn cloud_through(
+        pg: &PgCluster,
+        s3: &S3Server,
+        db: &str,
+        port: u16,
+        config: ServerConfig,
+    ) -> Site {
         let work = tempfile::tempdir().unwrap();
         let data = work.path().join("data");
         let index_url = pg.create_database(db);
+        let through = index_url.replace(&format!(":{}/", pg.port()), &format!(":{port}/"));
         let config = config
             .arg("--index")
-            .arg(index_url.clone())
+            .arg(through)
             .arg("--storage")
             .arg(format!("s3://{}/{db}", s3::BUCKET))
             .env("ORTHWEB_S3_PATH_STYLE", "true")
