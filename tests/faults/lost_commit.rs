@@ -134,7 +134,7 @@ async fn a_commit_whose_answer_is_lost_keeps_acknowledged_instances_readable() {
         return;
     };
     site.assert_serves().await;
-    let committed = |sop: String| {
+    let committed = |sop: &str| {
         let sql = format!("SELECT COUNT(*) FROM instances WHERE sop_instance_uid = '{sop}'");
         pg.psql("lostcommit", &sql).trim().to_string()
     };
@@ -147,7 +147,7 @@ async fn a_commit_whose_answer_is_lost_keeps_acknowledged_instances_readable() {
     assert_eq!(relay.cuts(), 1, "the store's COMMIT was cut");
     site.expect_log(&["commit outcome unknown: writing again"])
         .await;
-    assert_eq!(committed(first.sop_instance_uid.clone()), "1");
+    assert_eq!(committed(&first.sop_instance_uid), "1");
 
     // It stays unreachable: the store is refused, but the row committed, so its file stays;
     // sent again, the instance is acknowledged and read from that file.
@@ -162,7 +162,7 @@ async fn a_commit_whose_answer_is_lost_keeps_acknowledged_instances_readable() {
     assert_eq!(relay.cuts(), 2, "the store's COMMIT was cut");
     site.expect_log(&["commit outcome unknown: blob kept"])
         .await;
-    assert_eq!(committed(second.sop_instance_uid.clone()), "1");
+    assert_eq!(committed(&second.sop_instance_uid), "1");
     relay.reachable();
     site.assert_stores(&second).await;
     site.assert_blobs_match_rows().await;
